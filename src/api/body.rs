@@ -1,0 +1,198 @@
+//! Request bodies: JSON objects read and validated field by field, with FastAPI's
+//! 422 answers, so malformed input is always a clear 4xx and never a 500.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::error::{ApiError, ValidationIssue};
+
+/// Largest accepted request body. The largest legitimate body (a validator asking for
+/// 1000 file keys) fits well within this.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// A request body that is a JSON object.
+#[derive(Debug)]
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+            } else {
+                ApiError::BadRequest("Could not read the request body".into())
+            }
+        })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(ApiError::Validation(vec![ValidationIssue {
+                kind: "model_attributes_type",
+                loc: vec![json!("body")],
+                msg: "Input should be a valid dictionary or object to extract fields from".into(),
+            }])),
+            Err(err) => Err(ApiError::Validation(vec![ValidationIssue {
+                kind: "json_invalid",
+                loc: vec![json!("body"), json!(err.column().saturating_sub(1))],
+                msg: "JSON decode error".into(),
+            }])),
+        }
+    }
+}
+
+/// Reads typed fields from a body, collecting every problem before failing.
+#[derive(Debug)]
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    issues: Vec<ValidationIssue>,
+}
+
+impl<'a> Fields<'a> {
+    /// Starts reading `body`.
+    pub fn new(body: &'a JsonObject) -> Self {
+        Self {
+            map: &body.0,
+            issues: Vec::new(),
+        }
+    }
+
+    /// A required string field.
+    pub fn string(&mut self, name: &str) -> String {
+        match self.map.get(name) {
+            None => {
+                self.issues
+                    .push(ValidationIssue::field(name, "missing", "Field required"));
+                String::new()
+            }
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => {
+                self.issues.push(ValidationIssue::field(
+                    name,
+                    "string_type",
+                    "Input should be a valid string",
+                ));
+                String::new()
+            }
+        }
+    }
+
+    /// An optional string field (absent or null is `None`).
+    pub fn opt_string(&mut self, name: &str) -> Option<String> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(self.string(name)),
+        }
+    }
+
+    /// An optional integer, read as pydantic's lax mode does: JSON integers, floats
+    /// without a fractional part, and strings of digits. Values beyond `i64` saturate.
+    pub fn opt_int(&mut self, name: &str) -> Option<i64> {
+        let value = self.map.get(name)?;
+        let parsed = match value {
+            Value::Null => return None,
+            Value::Number(n) => number_to_i64(n).ok_or((
+                "int_from_float",
+                "Input should be a valid integer, got a number with a fractional part",
+            )),
+            Value::String(s) => parse_int_str(s).ok_or((
+                "int_parsing",
+                "Input should be a valid integer, unable to parse string as an integer",
+            )),
+            _ => Err(("int_type", "Input should be a valid integer")),
+        };
+        match parsed {
+            Ok(v) => Some(v),
+            Err((kind, msg)) => {
+                self.issues.push(ValidationIssue::field(name, kind, msg));
+                None
+            }
+        }
+    }
+
+    /// Finishes: the collected issues as a 422, if any.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.issues))
+        }
+    }
+}
+
+fn number_to_i64(n: &serde_json::Number) -> Option<i64> {
+    if let Some(v) = n.as_i64() {
+        return Some(v);
+    }
+    if n.as_u64().is_some() {
+        return Some(i64::MAX);
+    }
+    let f = n.as_f64()?;
+    if f.fract() != 0.0 || !f.is_finite() {
+        return None;
+    }
+    // `as` saturates at the i64 bounds.
+    Some(f as i64)
+}
+
+fn parse_int_str(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(t.parse::<i64>().unwrap_or(if t.starts_with('-') {
+        i64::MIN
+    } else {
+        i64::MAX
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> JsonObject {
+        match v {
+            Value::Object(m) => JsonObject(m),
+            _ => JsonObject(Map::new()),
+        }
+    }
+
+    #[test]
+    fn lax_integers() {
+        let body =
+            obj(json!({"a": 5, "b": "17", "c": 3.0, "d": 3.5, "e": true, "f": null, "g": 1e30}));
+        let mut f = Fields::new(&body);
+        assert_eq!(f.opt_int("a"), Some(5));
+        assert_eq!(f.opt_int("b"), Some(17));
+        assert_eq!(f.opt_int("c"), Some(3));
+        assert_eq!(f.opt_int("d"), None);
+        assert_eq!(f.opt_int("e"), None);
+        assert_eq!(f.opt_int("f"), None);
+        assert_eq!(f.opt_int("g"), Some(i64::MAX));
+        assert_eq!(f.opt_int("missing"), None);
+        let Err(ApiError::Validation(issues)) = f.finish() else {
+            panic!("expected validation issues");
+        };
+        let kinds: Vec<_> = issues.iter().map(|i| i.kind).collect();
+        assert_eq!(kinds, vec!["int_from_float", "int_type"]);
+    }
+
+    #[test]
+    fn strings_required_and_typed() {
+        let body = obj(json!({"a": "x", "b": 1}));
+        let mut f = Fields::new(&body);
+        assert_eq!(f.string("a"), "x");
+        f.string("b");
+        f.string("c");
+        let Err(ApiError::Validation(issues)) = f.finish() else {
+            panic!("expected validation issues");
+        };
+        assert_eq!(issues[0].kind, "string_type");
+        assert_eq!(issues[1].kind, "missing");
+        assert_eq!(issues[1].loc, vec![json!("body"), json!("c")]);
+    }
+}

@@ -1,0 +1,151 @@
+//! The one error type of the HTTP layer and how it becomes a response.
+
+use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// One body-validation problem, in FastAPI's 422 shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationIssue {
+    /// pydantic's error type, e.g. `missing`, `string_type`.
+    pub kind: &'static str,
+    /// Where: `["body", "<field>"]`.
+    pub loc: Vec<Value>,
+    /// pydantic's message.
+    pub msg: String,
+}
+
+impl ValidationIssue {
+    /// An issue with field `field` of the body.
+    pub fn field(field: &str, kind: &'static str, msg: impl Into<String>) -> Self {
+        Self {
+            kind,
+            loc: vec![json!("body"), json!(field)],
+            msg: msg.into(),
+        }
+    }
+}
+
+/// Rate-limit headers of a counted or refused request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    /// The limit that applies.
+    pub limit: u64,
+    /// Requests left today.
+    pub remaining: u64,
+    /// Seconds until the next UTC midnight.
+    pub reset_in_secs: u64,
+    /// Unix time of the next UTC midnight.
+    pub reset_at: i64,
+}
+
+impl RateLimitInfo {
+    /// Writes `X-RateLimit-*` headers.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset_at));
+    }
+}
+
+/// Everything a handler can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 422: the body does not match the request model.
+    #[error("request body failed validation")]
+    Validation(Vec<ValidationIssue>),
+    /// 400 with a detail.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// 401 with a detail.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// 413: the body is larger than allowed.
+    #[error("request body too large")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// 429: a daily limit is used up.
+    #[error("quota exceeded: {detail}")]
+    QuotaExceeded {
+        /// `Daily limit of N exceeded.` or `Global request limit reached.`
+        detail: String,
+        /// Rate-limit headers.
+        info: RateLimitInfo,
+    },
+    /// 503: this instance cannot serve the request right now.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// 404.
+    #[error("not found")]
+    NotFound,
+    /// 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 500: a bug; details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// 401 `Invalid signature`, the original's answer for every failed identity check.
+    pub fn invalid_signature() -> Self {
+        ApiError::Unauthorized("Invalid signature".into())
+    }
+
+    /// 400 `Invalid timestamp`.
+    pub fn invalid_timestamp() -> Self {
+        ApiError::BadRequest("Invalid timestamp".into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Validation(issues) => Value::Array(
+                issues
+                    .iter()
+                    .map(|i| json!({"type": i.kind, "loc": i.loc, "msg": i.msg}))
+                    .collect(),
+            ),
+            ApiError::BadRequest(d) | ApiError::Unauthorized(d) | ApiError::Unavailable(d) => {
+                json!(d)
+            }
+            ApiError::PayloadTooLarge { limit } => {
+                json!(format!("Request body too large (limit {limit} bytes)"))
+            }
+            ApiError::QuotaExceeded { detail, .. } => json!(detail),
+            ApiError::NotFound => json!("Not Found"),
+            ApiError::MethodNotAllowed => json!("Method Not Allowed"),
+            ApiError::Internal(msg) => {
+                tracing::error!(error = %msg, "internal error");
+                json!("Internal server error")
+            }
+        };
+        let mut response = (status, Json(json!({ "detail": detail }))).into_response();
+        if let ApiError::QuotaExceeded { info, .. } = &self {
+            let headers = response.headers_mut();
+            info.apply(headers);
+            headers.insert("retry-after", HeaderValue::from(info.reset_in_secs));
+        }
+        response
+    }
+}

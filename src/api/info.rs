@@ -1,0 +1,141 @@
+//! Read-only endpoints: `/commitment-formats` and `/healthcheck`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::miner::FOLDER_STRUCTURE;
+use crate::auth::commitment::formats;
+use crate::quota::Backend;
+use crate::state::AppState;
+
+/// The commitment strings callers must sign, with examples.
+pub async fn commitment_formats() -> Json<Value> {
+    Json(json!({
+        "miner_format": formats::MINER,
+        "validator_format": formats::VALIDATOR,
+        "miner_specific_format": formats::VALIDATOR_MINER,
+        "example_miner": "s3:data:access:5CoLdKeY...:5HoTkEy...:1763812800",
+        "example_validator": "s3:validator:access:1763812800",
+        "example_miner_specific": "s3:validator:miner:5MiNeRhOtKeY...:1763812800",
+        "folder_structure": {
+            "new_structure": FOLDER_STRUCTURE,
+            "description": "Miners upload into job_id folders inside their own hotkey folder under the data/ prefix",
+            "example_paths": [
+                "data/hotkey=5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX/job_id=job_001/data_20251122.parquet",
+                "data/hotkey=5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX/job_id=job_002/data_20251122.parquet"
+            ]
+        },
+        "instructions": {
+            "signature": "Sign the commitment string with your hotkey (sr25519) and send the hex signature",
+            "timestamp": "Unix seconds; must be within 300 s in the past and 60 s in the future of server time",
+            "miners": "POST /get-folder-access with {coldkey, hotkey, timestamp, signature}, then POST the file to `url` with `fields` and key = folder + 'job_id={job_id}/{filename}'",
+            "validators": "POST /get-validator-access with {hotkey, timestamp, signature}"
+        },
+        "timeout_protection": {
+            "signature_verification": "local, no chain round trip",
+            "registration_check": "in-memory metagraph, refreshed in the background",
+            "s3_operations": "presigning is local, no S3 round trip"
+        }
+    }))
+}
+
+/// Health for the load balancer and for clients: 200 while this instance can serve
+/// auth requests (even with a shared dependency degraded), 503 when it cannot.
+pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let s3 = match state.s3_health.last() {
+        Some(s) => s,
+        None => state.s3_health.status().await,
+    };
+    let redis_ok = state.quotas.redis_ok();
+    let loaded = state.metagraph.current();
+    let credentials_ok = state
+        .credentials
+        .cached()
+        .is_some_and(|c| c.expiry().is_none_or(|exp| exp > SystemTime::now()));
+    let can_serve = loaded.is_some() && credentials_ok;
+    let redis_degraded = state.quotas.uses_redis() && !redis_ok;
+    let status = if can_serve && s3.ok && !redis_degraded {
+        "ok"
+    } else {
+        "degraded"
+    };
+
+    let metagraph_syncer = match &loaded {
+        Some(l) => json!({
+            "enabled": true,
+            "source": l.source,
+            "netuid": l.metagraph.netuid(),
+            "sync_interval": state.config.metagraph_file_poll.as_secs(),
+            "hotkeys_count": l.metagraph.len(),
+            "block": l.metagraph.block(),
+            "last_sync": l.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            "age_seconds": l.age().as_secs(),
+        }),
+        None => json!({"enabled": false, "reason": "metagraph not loaded"}),
+    };
+    let uptime = state.started.elapsed().as_secs_f64();
+    let total = state.stats.total_requests.load(Ordering::Relaxed);
+    let errors = state.stats.total_errors.load(Ordering::Relaxed);
+    let timeouts = state.stats.total_timeouts.load(Ordering::Relaxed);
+    let rate = |n: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            n as f64 / total as f64
+        }
+    };
+    let uptime_hours = uptime / 3600.0;
+    let quota_backend = if state.quotas.uses_redis() && redis_ok {
+        Backend::Redis
+    } else {
+        Backend::Memory
+    };
+    let body = json!({
+        "status": status,
+        "timestamp": now,
+        "bucket": state.config.s3_bucket,
+        "region": state.config.s3_region,
+        "folder_structure": FOLDER_STRUCTURE,
+        "s3_ok": s3.ok,
+        "s3_latency_ms": s3.latency_ms,
+        "redis_ok": redis_ok,
+        "credentials_ok": credentials_ok,
+        "metagraph_syncer": metagraph_syncer,
+        "quota": {
+            "backend": match quota_backend { Backend::Redis => "redis", Backend::Memory => "memory" },
+            "redis_configured": state.quotas.uses_redis(),
+            "fallback_activations": state.quotas.fallback_activations(),
+        },
+        "stats": {
+            "uptime_hours": (uptime_hours * 1000.0).round() / 1000.0,
+            "total_requests": total,
+            "total_errors": errors,
+            "total_timeouts": timeouts,
+            "error_rate": rate(errors),
+            "timeout_rate": rate(timeouts),
+            "requests_per_hour": if uptime_hours > 0.0 { total as f64 / uptime_hours } else { 0.0 },
+        },
+        "timeouts": {
+            "validator_verification": "0s (in-memory metagraph)",
+            "signature_verification": "0s (local)",
+            "s3_operations": "5s (health check)",
+        },
+    });
+    let code = if can_serve {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}

@@ -1,0 +1,94 @@
+//! `POST /get-folder-access`: upload access for miners.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::body::{Fields, JsonObject};
+use super::error::{ApiError, RateLimitInfo};
+use crate::access::MinerRequest;
+use crate::state::AppState;
+use crate::storage::post_policy::FormFields;
+
+/// The folder layout shown to callers.
+pub const FOLDER_STRUCTURE: &str = "data/hotkey={hotkey_id}/job_id={job_id}/";
+
+/// How the folder layout is explained to callers.
+#[derive(Debug, Serialize)]
+pub struct StructureInfo {
+    /// The folder template.
+    pub folder_structure: &'static str,
+    /// What to do with it.
+    pub description: &'static str,
+}
+
+/// The 200 answer of `/get-folder-access`, field for field as the original.
+#[derive(Debug, Serialize)]
+pub struct FolderAccessResponse {
+    /// `data/hotkey={hotkey}/`.
+    pub folder: String,
+    /// Where to POST the upload.
+    pub url: String,
+    /// Form fields to send with the file.
+    pub fields: FormFields,
+    /// The request's expiry as a naive ISO-8601 UTC time.
+    pub expiry: String,
+    /// Presigned ListObjectsV2 URL of the folder (3 h).
+    pub list_url: String,
+    /// The folder layout.
+    pub structure_info: StructureInfo,
+}
+
+/// Formats unix seconds as Python's naive `datetime.isoformat()` on a UTC host.
+pub fn naive_iso(unix: i64) -> String {
+    DateTime::<Utc>::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// Grants a registered miner a POST policy for its own folder.
+pub async fn get_folder_access(
+    State(state): State<Arc<AppState>>,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let mut f = Fields::new(&body);
+    let coldkey = f.string("coldkey");
+    let hotkey = f.string("hotkey");
+    let timestamp = f.opt_int("timestamp");
+    let signature = f.string("signature");
+    let expiry = f.opt_int("expiry");
+    f.finish()?;
+
+    let request = MinerRequest {
+        coldkey: &coldkey,
+        hotkey: &hotkey,
+        timestamp,
+        signature: &signature,
+        expiry,
+    };
+    let grant = state.grant_miner(&request, Utc::now()).await?;
+    let body = FolderAccessResponse {
+        folder: grant.folder,
+        url: grant.form.url,
+        fields: grant.form.fields,
+        expiry: naive_iso(grant.expiry),
+        list_url: grant.list_url,
+        structure_info: StructureInfo {
+            folder_structure: FOLDER_STRUCTURE,
+            description: "Upload files to job_id folders within your hotkey directory under data/ prefix",
+        },
+    };
+    let mut response = Json(body).into_response();
+    RateLimitInfo {
+        limit: grant.usage.limit,
+        remaining: grant.usage.remaining,
+        reset_in_secs: grant.usage.reset_in_secs,
+        reset_at: grant.usage.reset_at,
+    }
+    .apply(response.headers_mut());
+    Ok(response)
+}

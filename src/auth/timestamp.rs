@@ -1,0 +1,106 @@
+//! The freshness window a signed request must fall in.
+
+/// How far a request's timestamp may lie from the server's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampWindow {
+    /// Oldest accepted age of a timestamp, in seconds (the original: 300).
+    pub max_age_secs: i64,
+    /// How far in the future a timestamp may be, in seconds (the original: 60).
+    pub max_skew_secs: i64,
+    /// Default validity of a request when it gives no `expiry` (the original: 86400).
+    pub default_expiry_secs: i64,
+}
+
+impl Default for TimestampWindow {
+    fn default() -> Self {
+        Self {
+            max_age_secs: 300,
+            max_skew_secs: 60,
+            default_expiry_secs: 86_400,
+        }
+    }
+}
+
+/// The request's timestamp is outside the window or past its expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    /// Older than `max_age_secs`.
+    #[error("timestamp is too old")]
+    TooOld,
+    /// Further ahead than `max_skew_secs`.
+    #[error("timestamp is in the future")]
+    InFuture,
+    /// `now` is past the request's `expiry`.
+    #[error("request has expired")]
+    Expired,
+}
+
+/// A request's timestamp and expiry after defaults were applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTime {
+    /// The timestamp the caller signed (or `now` when absent).
+    pub timestamp: i64,
+    /// Until when the caller wants its access (default `timestamp + 86400`).
+    pub expiry: i64,
+}
+
+impl TimestampWindow {
+    /// Applies the defaults and checks the window exactly as the original did:
+    /// rejected when `now > expiry`, `now - timestamp > max_age` or `timestamp > now + skew`.
+    pub fn check(
+        &self,
+        now: i64,
+        timestamp: Option<i64>,
+        expiry: Option<i64>,
+    ) -> Result<RequestTime, TimestampError> {
+        let timestamp = timestamp.unwrap_or(now);
+        let expiry = expiry.unwrap_or_else(|| timestamp.saturating_add(self.default_expiry_secs));
+        if now > expiry {
+            return Err(TimestampError::Expired);
+        }
+        if now.saturating_sub(timestamp) > self.max_age_secs {
+            return Err(TimestampError::TooOld);
+        }
+        if timestamp > now.saturating_add(self.max_skew_secs) {
+            return Err(TimestampError::InFuture);
+        }
+        Ok(RequestTime { timestamp, expiry })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_edges() {
+        let w = TimestampWindow::default();
+        let now = 1_000_000;
+        assert!(w.check(now, Some(now - 300), None).is_ok());
+        assert_eq!(
+            w.check(now, Some(now - 301), None),
+            Err(TimestampError::TooOld)
+        );
+        assert!(w.check(now, Some(now + 60), None).is_ok());
+        assert_eq!(
+            w.check(now, Some(now + 61), None),
+            Err(TimestampError::InFuture)
+        );
+        assert_eq!(
+            w.check(now, Some(now), Some(now - 1)),
+            Err(TimestampError::Expired)
+        );
+        let t = w.check(now, None, None).expect("defaults are valid");
+        assert_eq!(t.timestamp, now);
+        assert_eq!(t.expiry, now + 86_400);
+        // Extreme values never overflow.
+        assert_eq!(
+            w.check(now, Some(i64::MIN), None),
+            Err(TimestampError::Expired)
+        );
+        assert_eq!(
+            w.check(now, Some(i64::MAX), None),
+            Err(TimestampError::InFuture)
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! Typed configuration from the environment (and an optional `.env` file).
+//!
+//! Every variable has a default except `S3_BUCKET`. A bad value is reported as one line
+//! naming the variable, the value and what was expected.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::quota::OnRedisError;
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST`: address to bind (default `0.0.0.0`).
+    pub host: String,
+    /// `PORT`: TCP port (default 8000).
+    pub port: u16,
+    /// `S3_BUCKET`: the bucket miners upload to (required).
+    pub s3_bucket: String,
+    /// `S3_REGION`: the bucket's region (default `us-east-2`).
+    pub s3_region: String,
+    /// `S3_ENDPOINT_URL`: an S3-compatible endpoint the service talks to, path-style.
+    pub s3_endpoint_url: Option<String>,
+    /// `S3_PUBLIC_ENDPOINT_URL`: the endpoint clients are told (default `S3_ENDPOINT_URL`).
+    pub s3_public_endpoint_url: Option<String>,
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`; `None` means
+    /// the AWS default credential chain.
+    pub aws_credentials: Option<StaticCredentials>,
+    /// `NET_UID`: the subnet (default 46).
+    pub net_uid: u16,
+    /// `BT_NETWORK`: the Bittensor network name or endpoint (default `finney`).
+    pub bt_network: String,
+    /// `DAILY_LIMIT_PER_MINER` (default 50).
+    pub daily_limit_per_miner: u64,
+    /// `DAILY_LIMIT_PER_VALIDATOR` (default 20000).
+    pub daily_limit_per_validator: u64,
+    /// `TOTAL_DAILY_LIMIT` (default 500000).
+    pub total_daily_limit: u64,
+    /// `REDIS_URL`: quota counters in Redis; unset means in-process counters.
+    pub redis_url: Option<String>,
+    /// `QUOTA_ON_REDIS_ERROR`: `fallback` (default) or `reject`.
+    pub quota_on_redis_error: OnRedisError,
+    /// `QUOTA_KEY_PREFIX`: prefix of the Redis quota keys (default empty, as the original).
+    pub quota_key_prefix: String,
+    /// `METAGRAPH_FILE`: read the metagraph from this JSON file.
+    pub metagraph_file: Option<PathBuf>,
+    /// `METAGRAPH_FILE_POLL_SECS`: how often the file is checked for changes (default 2).
+    pub metagraph_file_poll: Duration,
+    /// `VALIDATOR_MIN_ALPHA_STAKE`: alpha stake a validator must exceed (default 20000).
+    pub validator_min_alpha_stake: u64,
+    /// `LOG_LEVEL`: a tracing filter (default `info`).
+    pub log_level: String,
+    /// `LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: LogFormat,
+}
+
+/// Fixed AWS keys. `Debug` never prints the secret or the token.
+#[derive(Clone)]
+pub struct StaticCredentials {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+    /// The session token of temporary credentials.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (CloudWatch).
+    Json,
+}
+
+/// A variable has a value the service cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}={value:?}: expected {expected}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub var: &'static str,
+    /// The value found (secrets are never put here).
+    pub value: String,
+    /// What would have been accepted.
+    pub expected: String,
+}
+
+struct Env<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    /// The variable's value; empty counts as unset.
+    fn raw(&self, var: &str) -> Option<String> {
+        (self.get)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, var: &str, default: &str) -> String {
+        self.raw(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        expected: &str,
+        valid: impl Fn(&T) -> bool,
+    ) -> Result<T, ConfigError> {
+        match self.raw(var) {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<T>() {
+                Ok(parsed) if valid(&parsed) => Ok(parsed),
+                _ => Err(ConfigError {
+                    var,
+                    value: v,
+                    expected: expected.to_owned(),
+                }),
+            },
+        }
+    }
+
+    fn url(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(v) = self.raw(var) else {
+            return Ok(None);
+        };
+        let trimmed = v.trim().trim_end_matches('/').to_owned();
+        let ok = trimmed
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+            .filter(|u| u.host().is_some_and(|h| !h.is_empty()))
+            .filter(|u| u.query().is_none())
+            .is_some();
+        if ok {
+            Ok(Some(trimmed))
+        } else {
+            Err(ConfigError {
+                var,
+                value: v,
+                expected: "an http:// or https:// URL with a host and no query".into(),
+            })
+        }
+    }
+}
+
+fn valid_bucket(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphanumeric)
+        && name
+            .as_bytes()
+            .last()
+            .is_some_and(u8::is_ascii_alphanumeric)
+}
+
+fn valid_region(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 32
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration from a map (for tests and tools).
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| map.get(name).cloned())
+    }
+
+    /// Reads the configuration through `get`, which returns a variable's value.
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { get };
+        let port = env.parsed("PORT", 8000u16, "a TCP port number (0-65535)", |_| true)?;
+        let host = env.string("HOST", "0.0.0.0");
+        if host.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError {
+                var: "HOST",
+                value: host,
+                expected: "an IP address to bind, e.g. 0.0.0.0 or 127.0.0.1".into(),
+            });
+        }
+        let s3_bucket = env.raw("S3_BUCKET").unwrap_or_default();
+        if !valid_bucket(&s3_bucket) {
+            return Err(ConfigError {
+                var: "S3_BUCKET",
+                value: s3_bucket,
+                expected: "an S3 bucket name (3-63 lowercase letters, digits, '-' or '.')".into(),
+            });
+        }
+        let s3_region = env.string("S3_REGION", "us-east-2");
+        if !valid_region(&s3_region) {
+            return Err(ConfigError {
+                var: "S3_REGION",
+                value: s3_region,
+                expected: "an AWS region name such as us-east-2".into(),
+            });
+        }
+        let s3_endpoint_url = env.url("S3_ENDPOINT_URL")?;
+        let s3_public_endpoint_url = env
+            .url("S3_PUBLIC_ENDPOINT_URL")?
+            .or_else(|| s3_endpoint_url.clone());
+
+        let aws_credentials = match (
+            env.raw("AWS_ACCESS_KEY_ID"),
+            env.raw("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(StaticCredentials {
+                access_key_id,
+                secret_access_key,
+                session_token: env.raw("AWS_SESSION_TOKEN"),
+            }),
+            (None, None) => None,
+            (Some(id), None) => {
+                return Err(ConfigError {
+                    var: "AWS_SECRET_ACCESS_KEY",
+                    value: String::new(),
+                    expected: format!("a secret key, since AWS_ACCESS_KEY_ID is set ({id})"),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    var: "AWS_ACCESS_KEY_ID",
+                    value: String::new(),
+                    expected: "an access key id, since AWS_SECRET_ACCESS_KEY is set".into(),
+                });
+            }
+        };
+
+        let net_uid = env.parsed("NET_UID", 46u16, "a subnet id (0-65535)", |_| true)?;
+        let bt_network = env.string("BT_NETWORK", "finney");
+        let positive = |n: &u64| *n > 0;
+        let daily_limit_per_miner = env.parsed(
+            "DAILY_LIMIT_PER_MINER",
+            50u64,
+            "a positive integer",
+            positive,
+        )?;
+        let daily_limit_per_validator = env.parsed(
+            "DAILY_LIMIT_PER_VALIDATOR",
+            20_000u64,
+            "a positive integer",
+            positive,
+        )?;
+        let total_daily_limit = env.parsed(
+            "TOTAL_DAILY_LIMIT",
+            500_000u64,
+            "a positive integer",
+            positive,
+        )?;
+        let redis_url = env.raw("REDIS_URL");
+        if let Some(url) = &redis_url
+            && redis::Client::open(url.as_str()).is_err()
+        {
+            return Err(ConfigError {
+                var: "REDIS_URL",
+                value: url.clone(),
+                expected: "a redis:// or rediss:// URL".into(),
+            });
+        }
+        let quota_on_redis_error = match env.string("QUOTA_ON_REDIS_ERROR", "fallback").as_str() {
+            "fallback" => OnRedisError::Fallback,
+            "reject" => OnRedisError::Reject,
+            other => {
+                return Err(ConfigError {
+                    var: "QUOTA_ON_REDIS_ERROR",
+                    value: other.to_owned(),
+                    expected: "fallback or reject".into(),
+                });
+            }
+        };
+        let quota_key_prefix = env.string("QUOTA_KEY_PREFIX", "");
+        let metagraph_file = env.raw("METAGRAPH_FILE").map(PathBuf::from);
+        let poll = env.parsed(
+            "METAGRAPH_FILE_POLL_SECS",
+            2u64,
+            "a positive number of seconds",
+            positive,
+        )?;
+        let validator_min_alpha_stake = env.parsed(
+            "VALIDATOR_MIN_ALPHA_STAKE",
+            20_000u64,
+            "a non-negative integer amount of alpha",
+            |_| true,
+        )?;
+        let log_level = env.string("LOG_LEVEL", "info");
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(ConfigError {
+                var: "LOG_LEVEL",
+                value: log_level,
+                expected: "a level (error, warn, info, debug, trace) or a tracing filter".into(),
+            });
+        }
+        let log_format = match env.string("LOG_FORMAT", "text").as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError {
+                    var: "LOG_FORMAT",
+                    value: other.to_owned(),
+                    expected: "text or json".into(),
+                });
+            }
+        };
+        Ok(Self {
+            host,
+            port,
+            s3_bucket,
+            s3_region,
+            s3_endpoint_url,
+            s3_public_endpoint_url,
+            aws_credentials,
+            net_uid,
+            bt_network,
+            daily_limit_per_miner,
+            daily_limit_per_validator,
+            total_daily_limit,
+            redis_url,
+            quota_on_redis_error,
+            quota_key_prefix,
+            metagraph_file,
+            metagraph_file_poll: Duration::from_secs(poll),
+            validator_min_alpha_stake,
+            log_level,
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_map(&map)
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let c = with(&[("S3_BUCKET", "my-bucket")]).expect("valid");
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.s3_region, "us-east-2");
+        assert_eq!(c.net_uid, 46);
+        assert_eq!(c.bt_network, "finney");
+        assert_eq!(
+            (
+                c.daily_limit_per_miner,
+                c.daily_limit_per_validator,
+                c.total_daily_limit
+            ),
+            (50, 20_000, 500_000)
+        );
+        assert_eq!(c.validator_min_alpha_stake, 20_000);
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.quota_on_redis_error, OnRedisError::Fallback);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = with(&[("S3_BUCKET", "b-1"), ("PORT", "eighty")]).unwrap_err();
+        assert_eq!(e.var, "PORT");
+        assert_eq!(e.value, "eighty");
+        assert!(e.to_string().contains("PORT=\"eighty\""));
+        let e = with(&[("S3_BUCKET", "b-1"), ("DAILY_LIMIT_PER_MINER", "0")]).unwrap_err();
+        assert_eq!(e.var, "DAILY_LIMIT_PER_MINER");
+        let e = with(&[]).unwrap_err();
+        assert_eq!(e.var, "S3_BUCKET");
+        let e = with(&[("S3_BUCKET", "b-1"), ("S3_ENDPOINT_URL", "localhost:9000")]).unwrap_err();
+        assert_eq!(e.var, "S3_ENDPOINT_URL");
+        let e = with(&[("S3_BUCKET", "b-1"), ("QUOTA_ON_REDIS_ERROR", "ignore")]).unwrap_err();
+        assert_eq!(e.var, "QUOTA_ON_REDIS_ERROR");
+        let e = with(&[("S3_BUCKET", "b-1"), ("AWS_ACCESS_KEY_ID", "AKIA")]).unwrap_err();
+        assert_eq!(e.var, "AWS_SECRET_ACCESS_KEY");
+    }
+
+    #[test]
+    fn public_endpoint_defaults_to_endpoint() {
+        let c = with(&[
+            ("S3_BUCKET", "b-1"),
+            ("S3_ENDPOINT_URL", "http://127.0.0.1:9000/"),
+        ])
+        .expect("valid");
+        assert_eq!(c.s3_endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            c.s3_public_endpoint_url.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+    }
+}

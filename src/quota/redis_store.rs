@@ -1,0 +1,139 @@
+//! Quota counters in Redis, checked and counted by one Lua script.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::{QuotaCheck, QuotaDecision, QuotaError, QuotaStore};
+
+/// Checks the global then the per-hotkey limit; increments both (and sets their TTL)
+/// only when both allow. Returns `{status, hotkey_count}`: 0 allowed, 1 hotkey limit,
+/// 2 global limit.
+const ACQUIRE_LUA: &str = r#"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local global = tonumber(redis.call('GET', KEYS[2]) or '0')
+local limit = tonumber(ARGV[1])
+local global_limit = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+if global >= global_limit then return {2, used} end
+if used >= limit then return {1, used} end
+used = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ttl)
+return {0, used}
+"#;
+
+/// Timeout for connecting and for each command, so a hung Redis cannot hold a request.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// Pause between attempts to establish the first connection.
+const CONNECT_RETRY: Duration = Duration::from_secs(2);
+
+/// A Redis-backed [`QuotaStore`]. It connects in the background and reconnects by itself.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Arc<OnceLock<ConnectionManager>>,
+    script: Arc<Script>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("connected", &self.conn.get().is_some())
+            .finish()
+    }
+}
+
+/// `REDIS_URL` is not a valid Redis URL.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid redis url: {0}")]
+pub struct InvalidRedisUrl(String);
+
+impl RedisStore {
+    /// Creates the store and starts connecting to `url` in the background. Requests made
+    /// before the first connection succeeds fail with [`QuotaError::Redis`].
+    pub fn connect(url: &str) -> Result<Self, InvalidRedisUrl> {
+        let client = redis::Client::open(url).map_err(|e| InvalidRedisUrl(e.to_string()))?;
+        let conn = Arc::new(OnceLock::new());
+        let slot = Arc::clone(&conn);
+        tokio::spawn(async move {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(REDIS_TIMEOUT)
+                .set_response_timeout(REDIS_TIMEOUT)
+                .set_number_of_retries(2)
+                .set_max_delay(2_000);
+            loop {
+                match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+                    Ok(manager) => {
+                        tracing::info!("connected to redis");
+                        let _ = slot.set(manager);
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot connect to redis yet; retrying");
+                        tokio::time::sleep(CONNECT_RETRY).await;
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            conn,
+            script: Arc::new(Script::new(ACQUIRE_LUA)),
+        })
+    }
+
+    fn manager(&self) -> Result<ConnectionManager, QuotaError> {
+        self.conn
+            .get()
+            .cloned()
+            .ok_or_else(|| QuotaError::Redis("not connected".into()))
+    }
+
+    /// Sends PING.
+    pub async fn ping(&self) -> Result<(), QuotaError> {
+        let mut conn = self.manager()?;
+        let cmd = redis::cmd("PING");
+        let fut = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(REDIS_TIMEOUT, fut).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(QuotaError::Redis(e.to_string())),
+            Err(_) => Err(QuotaError::Redis("ping timed out".into())),
+        }
+    }
+}
+
+impl QuotaStore for RedisStore {
+    async fn acquire(&self, check: &QuotaCheck) -> Result<QuotaDecision, QuotaError> {
+        let mut conn = self.manager()?;
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(&check.hotkey_key)
+            .key(&check.global_key)
+            .arg(check.limit)
+            .arg(check.global_limit)
+            .arg(check.ttl_secs);
+        let fut = invocation.invoke_async::<(i64, u64)>(&mut conn);
+        let (status, used) = match tokio::time::timeout(REDIS_TIMEOUT * 2, fut).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(QuotaError::Redis(e.to_string())),
+            Err(_) => return Err(QuotaError::Redis("quota script timed out".into())),
+        };
+        Ok(match status {
+            0 => QuotaDecision::Allowed { used },
+            1 => QuotaDecision::HotkeyExhausted,
+            _ => QuotaDecision::GlobalExhausted,
+        })
+    }
+
+    async fn get(&self, key: &str) -> Result<u64, QuotaError> {
+        let mut conn = self.manager()?;
+        let fut = conn.get::<_, Option<u64>>(key);
+        match tokio::time::timeout(REDIS_TIMEOUT, fut).await {
+            Ok(Ok(v)) => Ok(v.unwrap_or(0)),
+            Ok(Err(e)) => Err(QuotaError::Redis(e.to_string())),
+            Err(_) => Err(QuotaError::Redis("get timed out".into())),
+        }
+    }
+}

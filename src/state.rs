@@ -1,0 +1,200 @@
+//! Shared application state and its construction from [`Config`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_credential_types::Credentials;
+use tokio::task::JoinHandle;
+
+use crate::auth::TimestampWindow;
+use crate::config::Config;
+use crate::metagraph::syncer::initial_load;
+use crate::metagraph::{FileSource, MetagraphError, MetagraphHandle, spawn_syncer};
+use crate::quota::{Quotas, RedisStore};
+use crate::storage::{BucketLocation, CredentialSource, S3Health};
+
+/// How long a HeadBucket may take before S3 counts as down.
+pub const S3_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often S3 and Redis are probed in the background for `/healthcheck`.
+pub const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(10);
+
+/// Request counters for `/healthcheck`'s `stats`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests answered.
+    pub total_requests: AtomicU64,
+    /// Requests answered with a 5xx status.
+    pub total_errors: AtomicU64,
+    /// Requests answered with 504.
+    pub total_timeouts: AtomicU64,
+}
+
+impl Stats {
+    /// Records one response status.
+    pub fn record(&self, status: u16) {
+        self.total_requests.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            self.total_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if status == 504 {
+            self.total_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Everything handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The configuration the service started with.
+    pub config: Config,
+    /// The current metagraph.
+    pub metagraph: Arc<MetagraphHandle>,
+    /// Daily quotas.
+    pub quotas: Quotas,
+    /// Signing credentials.
+    pub credentials: CredentialSource,
+    /// Where the bucket is.
+    pub location: BucketLocation,
+    /// Cached bucket health.
+    pub s3_health: S3Health,
+    /// The timestamp window.
+    pub window: TimestampWindow,
+    /// Request counters.
+    pub stats: Stats,
+    /// When the service started.
+    pub started: Instant,
+}
+
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// No metagraph source is configured.
+    #[error("METAGRAPH_FILE is not set: expected the path of a metagraph JSON file (see README)")]
+    NoMetagraphSource,
+    /// The first metagraph load failed.
+    #[error(transparent)]
+    Metagraph(#[from] MetagraphError),
+    /// `REDIS_URL` could not be used.
+    #[error(transparent)]
+    Redis(#[from] crate::quota::redis_store::InvalidRedisUrl),
+}
+
+/// Background tasks of a running service; dropping this does not stop them.
+#[derive(Debug)]
+pub struct BackgroundTasks {
+    /// The tasks' handles, for aborting in tests.
+    pub handles: Vec<JoinHandle<()>>,
+}
+
+impl BackgroundTasks {
+    /// Aborts every task.
+    pub fn abort(&self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
+async fn credential_source(config: &Config) -> (CredentialSource, aws_sdk_s3::Config) {
+    use aws_sdk_s3::config::{BehaviorVersion, Region};
+    let region = Region::new(config.s3_region.clone());
+    let source = match &config.aws_credentials {
+        Some(c) => CredentialSource::fixed(Credentials::new(
+            c.access_key_id.clone(),
+            c.secret_access_key.clone(),
+            c.session_token.clone(),
+            None,
+            "environment",
+        )),
+        None => {
+            let sdk = aws_config::defaults(BehaviorVersion::latest())
+                .region(region.clone())
+                .load()
+                .await;
+            match sdk.credentials_provider() {
+                Some(p) => CredentialSource::from_provider(p),
+                None => CredentialSource::from_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(
+                        aws_config::default_provider::credentials::default_provider().await,
+                    ),
+                ),
+            }
+        }
+    };
+    let mut builder = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region)
+        .credentials_provider(source.provider());
+    if let Some(endpoint) = &config.s3_endpoint_url {
+        builder = builder.endpoint_url(endpoint).force_path_style(true);
+    }
+    (source, builder.build())
+}
+
+impl AppState {
+    /// Builds the state from `config`: loads the metagraph, connects Redis in the
+    /// background, resolves credentials, and starts the background tasks.
+    pub async fn start(config: Config) -> Result<(Arc<Self>, BackgroundTasks), StartupError> {
+        let path = config
+            .metagraph_file
+            .clone()
+            .ok_or(StartupError::NoMetagraphSource)?;
+        let source = Arc::new(FileSource::new(path, config.net_uid));
+        let metagraph = Arc::new(MetagraphHandle::new());
+        initial_load(source.as_ref(), &metagraph).await?;
+
+        let redis = match &config.redis_url {
+            Some(url) => Some(RedisStore::connect(url)?),
+            None => None,
+        };
+        let quotas = Quotas::new(
+            redis,
+            config.quota_on_redis_error,
+            config.quota_key_prefix.clone(),
+        );
+
+        let (credentials, s3_config) = credential_source(&config).await;
+        if let Err(err) = credentials.get().await {
+            tracing::error!(error = %err, "no signing credentials at start; /healthcheck will answer 503");
+        }
+        let s3_health = S3Health::new(
+            aws_sdk_s3::Client::from_conf(s3_config),
+            config.s3_bucket.clone(),
+            S3_HEALTH_TIMEOUT,
+            HEALTH_PROBE_EVERY / 2,
+        );
+        let location = BucketLocation {
+            bucket: config.s3_bucket.clone(),
+            region: config.s3_region.clone(),
+            public_endpoint: config.s3_public_endpoint_url.clone(),
+        };
+        let poll = config.metagraph_file_poll;
+        let state = Arc::new(Self {
+            config,
+            metagraph: Arc::clone(&metagraph),
+            quotas,
+            credentials,
+            location,
+            s3_health,
+            window: TimestampWindow::default(),
+            stats: Stats::default(),
+            started: Instant::now(),
+        });
+
+        let mut handles = vec![spawn_syncer(source, metagraph, poll)];
+        let probe_state = Arc::clone(&state);
+        handles.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(HEALTH_PROBE_EVERY);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                tokio::join!(
+                    probe_state.s3_health.status(),
+                    probe_state.quotas.probe_redis()
+                );
+            }
+        }));
+        Ok((state, BackgroundTasks { handles }))
+    }
+}
