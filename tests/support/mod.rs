@@ -1,0 +1,441 @@
+//! Test support: a real `redis-server`, a real S3-compatible server (s3s + s3s-fs,
+//! in-process, checking SigV4 and POST-policy conditions), sr25519 test keys, and the
+//! app itself on an ephemeral port.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3_auth_api::auth::encode_ss58;
+use s3_auth_api::{App, Config, build_app};
+use schnorrkel::{ExpansionMode, Keypair, MiniSecretKey};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// Access key the test S3 server accepts.
+pub const S3_ACCESS_KEY: &str = "test-access-key";
+/// Secret key the test S3 server accepts.
+pub const S3_SECRET_KEY: &str = "test-secret-key-0123456789";
+/// The bucket the tests use.
+pub const BUCKET: &str = "test-bucket";
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A `redis-server` child process on a free port, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts `redis-server`. Fails the test with instructions when it is not installed:
+    /// tests never skip silently.
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts `redis-server` on `port`.
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}). These tests need a real Redis: run \
+                     scripts/test.sh, which installs it, or `apt-get install -y redis-server`."
+                )
+            });
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if server.ping() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {port} did not answer PING within 10 s");
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        if s.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 16];
+        matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    }
+
+    /// Runs a command with redis-cli-like inline syntax and returns the raw reply.
+    pub fn command(&self, line: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        s.write_all(format!("{line}\r\n").as_bytes())
+            .expect("write");
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An in-process S3-compatible server over a temporary directory.
+pub struct S3Server {
+    /// `http://127.0.0.1:{port}`.
+    pub endpoint: String,
+    /// Root of the stored data; the bucket is a directory in it.
+    pub root: TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl S3Server {
+    /// Starts the server with bucket [`BUCKET`] and the test credentials.
+    pub async fn start() -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join(BUCKET)).expect("bucket dir");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(
+            S3_ACCESS_KEY,
+            S3_SECRET_KEY,
+        ));
+        let service = builder.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind s3");
+        let addr = listener.local_addr().expect("s3 addr");
+        let task = tokio::spawn(async move {
+            let http = ConnBuilder::new(TokioExecutor::new());
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn = http.serve_connection(TokioIo::new(socket), service.clone());
+                let conn = conn.into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        });
+        Self {
+            endpoint: format!("http://{addr}"),
+            root,
+            task,
+        }
+    }
+
+    /// The path of an object on disk.
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        self.root.path().join(BUCKET).join(key)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An sr25519 key made from a fixed seed, as Substrate derives keys from a mini secret.
+#[derive(Clone)]
+pub struct TestKey {
+    pair: Arc<Keypair>,
+    /// The SS58 address (prefix 42).
+    pub ss58: String,
+}
+
+impl TestKey {
+    /// The key for `seed` (each byte value gives a different key).
+    pub fn from_seed(seed: u8) -> Self {
+        let mini = MiniSecretKey::from_bytes(&[seed; 32]).expect("32-byte seed");
+        let pair = mini.expand_to_keypair(ExpansionMode::Ed25519);
+        let ss58 = encode_ss58(&pair.public.to_bytes());
+        Self {
+            pair: Arc::new(pair),
+            ss58,
+        }
+    }
+
+    /// Hex sr25519 signature over `message` with context `substrate`.
+    pub fn sign(&self, message: &str) -> String {
+        let sig = self.pair.sign_simple(b"substrate", message.as_bytes());
+        hex::encode(sig.to_bytes())
+    }
+}
+
+/// The keys of the test subnet.
+pub struct Keys {
+    pub miner: TestKey,
+    pub miner_cold: TestKey,
+    pub other_miner: TestKey,
+    pub other_cold: TestKey,
+    pub validator: TestKey,
+    pub validator_cold: TestKey,
+    pub stranger: TestKey,
+}
+
+impl Keys {
+    pub fn new() -> Self {
+        Self {
+            miner: TestKey::from_seed(1),
+            miner_cold: TestKey::from_seed(101),
+            other_miner: TestKey::from_seed(2),
+            other_cold: TestKey::from_seed(102),
+            validator: TestKey::from_seed(3),
+            validator_cold: TestKey::from_seed(103),
+            stranger: TestKey::from_seed(9),
+        }
+    }
+
+    /// The metagraph document with the miners and the validator registered.
+    pub fn metagraph(&self) -> Value {
+        json!({
+            "netuid": 46,
+            "block": 4_000_000,
+            "neurons": [
+                {"uid": 0, "hotkey": self.miner.ss58, "coldkey": self.miner_cold.ss58, "validator_permit": false, "alpha_stake": 10.0},
+                {"uid": 1, "hotkey": self.other_miner.ss58, "coldkey": self.other_cold.ss58, "validator_permit": false, "alpha_stake": 5.0},
+                {"uid": 2, "hotkey": self.validator.ss58, "coldkey": self.validator_cold.ss58, "validator_permit": true, "alpha_stake": 25_000.0},
+            ]
+        })
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The body of a miner's `/get-folder-access` request signed by `hotkey`.
+pub fn miner_body(hotkey: &TestKey, coldkey: &TestKey, timestamp: i64) -> Value {
+    let message = format!(
+        "s3:data:access:{}:{}:{timestamp}",
+        coldkey.ss58, hotkey.ss58
+    );
+    json!({
+        "coldkey": coldkey.ss58,
+        "hotkey": hotkey.ss58,
+        "timestamp": timestamp,
+        "signature": hotkey.sign(&message),
+    })
+}
+
+/// A running app with its S3 server and (optionally) Redis.
+pub struct TestApp {
+    /// `http://127.0.0.1:{port}`.
+    pub base: String,
+    pub client: reqwest::Client,
+    pub app_state: Arc<s3_auth_api::AppState>,
+    pub s3: S3Server,
+    pub redis: Option<RedisServer>,
+    pub keys: Keys,
+    pub metagraph_path: PathBuf,
+    _dir: TempDir,
+    tasks: s3_auth_api::BackgroundTasks,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// How to start a [`TestApp`].
+#[derive(Default)]
+pub struct Options {
+    /// Start a real Redis and point `REDIS_URL` at it.
+    pub redis: bool,
+    /// Extra or overriding variables.
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl TestApp {
+    /// Starts with in-process quotas.
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts with options.
+    pub async fn start_with(options: Options) -> Self {
+        let keys = Keys::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metagraph_path = dir.path().join("metagraph.json");
+        write_json(&metagraph_path, &keys.metagraph());
+        let s3 = S3Server::start().await;
+        let redis = options.redis.then(RedisServer::start);
+
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("S3_BUCKET".into(), BUCKET.into()),
+            ("S3_REGION".into(), "us-east-1".into()),
+            ("S3_ENDPOINT_URL".into(), s3.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID".into(), S3_ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET_KEY.into()),
+            (
+                "METAGRAPH_FILE".into(),
+                metagraph_path.display().to_string(),
+            ),
+            ("METAGRAPH_FILE_POLL_SECS".into(), "1".into()),
+        ]);
+        if let Some(r) = &redis {
+            env.insert("REDIS_URL".into(), r.url());
+        }
+        for (k, v) in options.env {
+            env.insert(k.into(), v);
+        }
+        let config = Config::from_map(&env).expect("test config is valid");
+        let App {
+            router,
+            state,
+            tasks,
+        } = build_app(config).await.expect("app starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind app");
+        let addr: SocketAddr = listener.local_addr().expect("app addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let app = Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            app_state: state,
+            s3,
+            redis,
+            keys,
+            metagraph_path,
+            _dir: dir,
+            tasks,
+            server,
+        };
+        if app.redis.is_some() {
+            app.wait_for_redis().await;
+        }
+        app
+    }
+
+    async fn wait_for_redis(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.app_state.quotas.probe_redis().await == Some(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the app did not connect to redis within 10 s");
+    }
+
+    /// POSTs JSON to `path`.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request reaches the app")
+    }
+
+    /// POSTs raw bytes with a JSON content type to `path`.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the app")
+    }
+
+    /// GETs `path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request reaches the app")
+    }
+
+    /// A signed miner request for the main test miner.
+    pub fn miner_request(&self) -> Value {
+        miner_body(&self.keys.miner, &self.keys.miner_cold, now())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.tasks.abort();
+        self.server.abort();
+    }
+}
+
+/// Writes `value` to `path` atomically (write then rename).
+pub fn write_json(path: &Path, value: &Value) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value).expect("json")).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// Uploads `content` as Python `requests` does: the policy's fields, then `key`, then the file.
+pub async fn upload(
+    client: &reqwest::Client,
+    grant: &Value,
+    key: &str,
+    content: Vec<u8>,
+) -> reqwest::Response {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, value) in grant["fields"].as_object().expect("fields") {
+        if name == "key" {
+            continue;
+        }
+        form = form.text(
+            name.clone(),
+            value.as_str().expect("string field").to_owned(),
+        );
+    }
+    form = form.text("key", key.to_owned());
+    let file_name = key.rsplit('/').next().unwrap_or("file").to_owned();
+    form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(content).file_name(file_name),
+    );
+    client
+        .post(grant["url"].as_str().expect("url"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload reaches S3")
+}
