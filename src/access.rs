@@ -204,10 +204,11 @@ impl AppState {
         if neuron.coldkey != req.coldkey {
             return Err(AccessError::ColdkeyMismatch);
         }
+        // Credentials before the quota: a request that cannot be signed costs nothing.
+        let credentials = self.signing_credentials().await?;
         let usage = self
             .charge(req.hotkey, self.config.daily_limit_per_miner, now)
             .await?;
-        let credentials = self.signing_credentials().await?;
         let folder = miner_folder(req.hotkey);
         let signed_at: SystemTime = now.into();
         let form = presign_post(
