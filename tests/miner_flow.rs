@@ -288,10 +288,19 @@ async fn quota_429_after_n_in_redis_with_expiring_keys() {
 }
 
 #[tokio::test]
-async fn global_limit_applies_across_miners() {
+async fn global_limit_applies_across_miners_in_process() {
+    global_limit_applies_across_miners(false).await;
+}
+
+#[tokio::test]
+async fn global_limit_applies_across_miners_in_redis() {
+    global_limit_applies_across_miners(true).await;
+}
+
+async fn global_limit_applies_across_miners(redis: bool) {
     let app = TestApp::start_with(Options {
+        redis,
         env: vec![("TOTAL_DAILY_LIMIT", "1".into())],
-        ..Options::default()
     })
     .await;
     assert_eq!(app.post(ENDPOINT, &app.miner_request()).await.status(), 200);
