@@ -49,6 +49,8 @@ pub struct Config {
     pub metagraph_file_poll: Duration,
     /// `VALIDATOR_MIN_ALPHA_STAKE`: alpha stake a validator must exceed (default 20000).
     pub validator_min_alpha_stake: u64,
+    /// `S3_OPERATION_TIMEOUT`: bound on server-side S3 work in one request (default 60 s).
+    pub s3_operation_timeout: Duration,
     /// `LOG_LEVEL`: a tracing filter (default `info`).
     pub log_level: String,
     /// `LOG_FORMAT`: `text` (default) or `json`.
@@ -306,6 +308,12 @@ impl Config {
             "a non-negative integer amount of alpha",
             |_| true,
         )?;
+        let s3_operation_timeout = env.parsed(
+            "S3_OPERATION_TIMEOUT",
+            60u64,
+            "a positive number of seconds",
+            positive,
+        )?;
         let log_level = env.string("LOG_LEVEL", "info");
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError {
@@ -344,6 +352,7 @@ impl Config {
             metagraph_file,
             metagraph_file_poll: Duration::from_secs(poll),
             validator_min_alpha_stake,
+            s3_operation_timeout: Duration::from_secs(s3_operation_timeout),
             log_level,
             log_format,
         })

@@ -56,6 +56,8 @@ pub struct AppState {
     pub credentials: CredentialSource,
     /// Where the bucket is.
     pub location: BucketLocation,
+    /// S3 client for server-side calls (listing, HeadBucket), on `S3_ENDPOINT_URL`.
+    pub s3: aws_sdk_s3::Client,
     /// Cached bucket health.
     pub s3_health: S3Health,
     /// The timestamp window.
@@ -158,8 +160,9 @@ impl AppState {
         if let Err(err) = credentials.get().await {
             tracing::error!(error = %err, "no signing credentials at start; /healthcheck will answer 503");
         }
+        let s3 = aws_sdk_s3::Client::from_conf(s3_config);
         let s3_health = S3Health::new(
-            aws_sdk_s3::Client::from_conf(s3_config),
+            s3.clone(),
             config.s3_bucket.clone(),
             S3_HEALTH_TIMEOUT,
             HEALTH_PROBE_EVERY / 2,
@@ -176,6 +179,7 @@ impl AppState {
             quotas,
             credentials,
             location,
+            s3,
             s3_health,
             window: TimestampWindow::default(),
             stats: Stats::default(),

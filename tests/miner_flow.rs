@@ -388,7 +388,7 @@ async fn metagraph_file_changes_are_picked_up() {
     }
     let health: Value = app.get("/healthcheck").await.json().await.expect("json");
     assert_eq!(health["metagraph_syncer"]["block"], 4_000_100);
-    assert_eq!(health["metagraph_syncer"]["hotkeys_count"], 4);
+    assert_eq!(health["metagraph_syncer"]["hotkeys_count"], 5);
 
     // A broken file keeps the last good metagraph serving.
     std::fs::write(&app.metagraph_path, b"{ not json").expect("write");

@@ -28,7 +28,7 @@ async fn healthcheck_reports_the_reference_fields() {
     assert!(h["timestamp"].is_f64());
     assert_eq!(h["metagraph_syncer"]["enabled"], true);
     assert_eq!(h["metagraph_syncer"]["netuid"], 46);
-    assert_eq!(h["metagraph_syncer"]["hotkeys_count"], 3);
+    assert_eq!(h["metagraph_syncer"]["hotkeys_count"], 4);
     assert_eq!(h["metagraph_syncer"]["block"], 4_000_000);
     for k in [
         "uptime_hours",

@@ -112,6 +112,50 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A list of strings; `required` decides whether absence is an issue.
+    fn list(&mut self, name: &str, required: bool) -> Option<Vec<String>> {
+        match self.map.get(name) {
+            None | Some(Value::Null) if !required => None,
+            None => {
+                self.issues
+                    .push(ValidationIssue::field(name, "missing", "Field required"));
+                None
+            }
+            Some(Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => out.push(s.clone()),
+                        _ => self.issues.push(ValidationIssue {
+                            kind: "string_type",
+                            loc: vec![json!("body"), json!(name), json!(i)],
+                            msg: "Input should be a valid string".into(),
+                        }),
+                    }
+                }
+                Some(out)
+            }
+            Some(_) => {
+                self.issues.push(ValidationIssue::field(
+                    name,
+                    "list_type",
+                    "Input should be a valid list",
+                ));
+                None
+            }
+        }
+    }
+
+    /// A required list of strings.
+    pub fn string_list(&mut self, name: &str) -> Vec<String> {
+        self.list(name, true).unwrap_or_default()
+    }
+
+    /// An optional list of strings (absent or null is `None`).
+    pub fn opt_string_list(&mut self, name: &str) -> Option<Vec<String>> {
+        self.list(name, false)
+    }
+
     /// Finishes: the collected issues as a 422, if any.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.issues.is_empty() {

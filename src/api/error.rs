@@ -78,6 +78,9 @@ pub enum ApiError {
     /// 503: this instance cannot serve the request right now.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// 504: a dependency did not answer in time.
+    #[error("timeout: {0}")]
+    Timeout(String),
     /// 404.
     #[error("not found")]
     NotFound,
@@ -99,6 +102,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,7 +130,10 @@ impl IntoResponse for ApiError {
                     .map(|i| json!({"type": i.kind, "loc": i.loc, "msg": i.msg}))
                     .collect(),
             ),
-            ApiError::BadRequest(d) | ApiError::Unauthorized(d) | ApiError::Unavailable(d) => {
+            ApiError::BadRequest(d)
+            | ApiError::Unauthorized(d)
+            | ApiError::Unavailable(d)
+            | ApiError::Timeout(d) => {
                 json!(d)
             }
             ApiError::PayloadTooLarge { limit } => {

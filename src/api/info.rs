@@ -21,6 +21,8 @@ pub async fn commitment_formats() -> Json<Value> {
         "miner_format": formats::MINER,
         "validator_format": formats::VALIDATOR,
         "miner_specific_format": formats::VALIDATOR_MINER,
+        "file_urls_format": formats::VALIDATOR_FILES,
+        "folder_urls_format": formats::VALIDATOR_FOLDERS,
         "example_miner": "s3:data:access:5CoLdKeY...:5HoTkEy...:1763812800",
         "example_validator": "s3:validator:access:1763812800",
         "example_miner_specific": "s3:validator:miner:5MiNeRhOtKeY...:1763812800",
@@ -36,13 +38,80 @@ pub async fn commitment_formats() -> Json<Value> {
             "signature": "Sign the commitment string with your hotkey (sr25519) and send the hex signature",
             "timestamp": "Unix seconds; must be within 300 s in the past and 60 s in the future of server time",
             "miners": "POST /get-folder-access with {coldkey, hotkey, timestamp, signature}, then POST the file to `url` with `fields` and key = folder + 'job_id={job_id}/{filename}'",
-            "validators": "POST /get-validator-access with {hotkey, timestamp, signature}"
+            "validators": "POST /get-validator-access with {hotkey, timestamp, signature}; /get-miner-specific-access, /get-file-presigned-urls and /get-folder-presigned-urls add miner_hotkey, file_keys or miner_hotkeys"
         },
         "timeout_protection": {
             "signature_verification": "local, no chain round trip",
             "registration_check": "in-memory metagraph, refreshed in the background",
             "s3_operations": "presigning is local, no S3 round trip"
         }
+    }))
+}
+
+/// The folder layout, example paths and the upload and read flows.
+pub async fn structure_info(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "folder_structure": FOLDER_STRUCTURE,
+        "description": "Each miner uploads into job_id folders inside its own hotkey folder under the data/ prefix",
+        "example_paths": [
+            "data/hotkey=5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX/job_id=job_001/data_20251122.parquet",
+            "data/hotkey=5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX/job_id=job_002/data_20251122.parquet"
+        ],
+        "upload_flow": [
+            "1. Sign s3:data:access:{coldkey}:{hotkey}:{timestamp} with your hotkey",
+            "2. POST /get-folder-access with {coldkey, hotkey, timestamp, signature}",
+            "3. POST the file to `url` with every field of `fields`, key = folder + 'job_id={job_id}/{filename}', file last",
+            "4. S3 answers 204; check with `list_url`"
+        ],
+        "validator_flow": [
+            "POST /get-validator-access: list URLs over all miners (24 h)",
+            "POST /get-miner-specific-access: a list URL for one miner (3 h)",
+            "POST /get-folder-presigned-urls: a list URL per job folder (3 h)",
+            "POST /get-file-presigned-urls: GET URLs for up to 1000 files of one miner (1-24 h)"
+        ],
+        "limits": {
+            "min_file_bytes": crate::access::miner::MIN_UPLOAD_BYTES,
+            "max_file_bytes": crate::access::miner::MAX_UPLOAD_BYTES,
+            "policy_lifetime_seconds": crate::access::miner::MINER_POLICY_LIFETIME.as_secs()
+        },
+        "timeouts": {
+            "s3_operations_seconds": state.config.s3_operation_timeout.as_secs(),
+            "note": "presigning is local; only /get-folder-presigned-urls and /healthcheck call S3"
+        }
+    }))
+}
+
+/// The configured limits and today's global usage.
+pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let now = chrono::Utc::now();
+    let used = state.quotas.global_usage(now).await;
+    let total = state.config.total_daily_limit;
+    let reset_in = crate::quota::secs_until_utc_midnight(now);
+    Json(json!({
+        "rate_limits": {
+            "daily_limit_per_miner": state.config.daily_limit_per_miner,
+            "daily_limit_per_validator": state.config.daily_limit_per_validator,
+            "total_daily_limit": total,
+        },
+        "current_usage": {
+            "global_requests_today": used,
+            "global_remaining": total.saturating_sub(used),
+            "reset_time": "Midnight UTC daily",
+            "reset_in_seconds": reset_in,
+            "reset_at": now.timestamp() + reset_in as i64,
+        },
+        "environment": {
+            "network": state.config.bt_network,
+            "subnet_id": state.config.net_uid,
+            "bucket": state.config.s3_bucket,
+            "region": state.config.s3_region,
+        },
+        "limits_explanation": {
+            "miners": format!("Each miner hotkey may request upload access {} times per UTC day", state.config.daily_limit_per_miner),
+            "validators": format!("Each validator hotkey may make {} requests per UTC day", state.config.daily_limit_per_validator),
+            "global": format!("The service grants at most {total} requests per UTC day in total"),
+            "counting": "Only requests that pass the timestamp and signature checks are counted",
+        },
     }))
 }
 

@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::body::{Fields, JsonObject};
-use super::error::{ApiError, RateLimitInfo};
+use super::error::ApiError;
 use crate::access::MinerRequest;
 use crate::state::AppState;
 use crate::storage::post_policy::FormFields;
@@ -24,6 +23,24 @@ pub struct StructureInfo {
     pub folder_structure: &'static str,
     /// What to do with it.
     pub description: &'static str,
+}
+
+impl StructureInfo {
+    /// The layout as explained to miners.
+    pub fn for_miners() -> Self {
+        Self {
+            folder_structure: FOLDER_STRUCTURE,
+            description: "Upload files to job_id folders within your hotkey directory under data/ prefix",
+        }
+    }
+
+    /// The layout as explained to validators.
+    pub fn for_validators() -> Self {
+        Self {
+            folder_structure: FOLDER_STRUCTURE,
+            description: "Job-based folder structure with explicit hotkey and job_id labels under data/ prefix",
+        }
+    }
 }
 
 /// The 200 answer of `/get-folder-access`, field for field as the original.
@@ -77,18 +94,7 @@ pub async fn get_folder_access(
         fields: grant.form.fields,
         expiry: naive_iso(grant.expiry),
         list_url: grant.list_url,
-        structure_info: StructureInfo {
-            folder_structure: FOLDER_STRUCTURE,
-            description: "Upload files to job_id folders within your hotkey directory under data/ prefix",
-        },
+        structure_info: StructureInfo::for_miners(),
     };
-    let mut response = Json(body).into_response();
-    RateLimitInfo {
-        limit: grant.usage.limit,
-        remaining: grant.usage.remaining,
-        reset_in_secs: grant.usage.reset_in_secs,
-        reset_at: grant.usage.reset_at,
-    }
-    .apply(response.headers_mut());
-    Ok(response)
+    Ok(super::json_with_quota(body, grant.usage))
 }

@@ -4,6 +4,7 @@ pub mod body;
 pub mod error;
 pub mod info;
 pub mod miner;
+pub mod validator;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
-use crate::access::{AccessError, QuotaRejection};
+use crate::access::{AccessError, QuotaRejection, QuotaUsage};
 use crate::state::AppState;
 use error::RateLimitInfo;
 
@@ -25,7 +26,25 @@ use error::RateLimitInfo;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/get-folder-access", post(miner::get_folder_access))
+        .route(
+            "/get-validator-access",
+            post(validator::get_validator_access),
+        )
+        .route(
+            "/get-miner-specific-access",
+            post(validator::get_miner_specific_access),
+        )
+        .route(
+            "/get-file-presigned-urls",
+            post(validator::get_file_presigned_urls),
+        )
+        .route(
+            "/get-folder-presigned-urls",
+            post(validator::get_folder_presigned_urls),
+        )
         .route("/commitment-formats", get(info::commitment_formats))
+        .route("/structure-info", get(info::structure_info))
+        .route("/rate-limits", get(info::rate_limits))
         .route("/healthcheck", get(info::healthcheck))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -63,6 +82,19 @@ impl From<AccessError> for ApiError {
             AccessError::ColdkeyMismatch => {
                 ApiError::Unauthorized("coldkey does not own this hotkey on the subnet".into())
             }
+            AccessError::NotValidator => ApiError::Unauthorized("You are not validator".into()),
+            AccessError::MissingMinerHotkey => {
+                ApiError::BadRequest("miner_hotkey is required".into())
+            }
+            AccessError::BadMinerHotkey(e) => {
+                ApiError::BadRequest(format!("miner_hotkey is not a valid SS58 address ({e})"))
+            }
+            AccessError::BadParameter(msg) => ApiError::BadRequest(msg),
+            AccessError::S3Timeout => ApiError::Timeout("S3 operation timeout - try again".into()),
+            AccessError::S3(e) => {
+                tracing::warn!(error = %e, "S3 listing failed");
+                ApiError::Unavailable("S3 listing failed - try again".into())
+            }
             AccessError::Quota(q) => quota_error(q),
             AccessError::QuotaUnavailable => {
                 ApiError::Unavailable("Rate limiter unavailable; try again shortly".into())
@@ -74,6 +106,19 @@ impl From<AccessError> for ApiError {
             AccessError::Presign(e) => ApiError::Internal(e.to_string()),
         }
     }
+}
+
+/// A JSON 200 answer with the caller's `X-RateLimit-*` headers.
+pub fn json_with_quota<T: serde::Serialize>(body: T, usage: QuotaUsage) -> Response {
+    let mut response = axum::Json(body).into_response();
+    RateLimitInfo {
+        limit: usage.limit,
+        remaining: usage.remaining,
+        reset_in_secs: usage.reset_in_secs,
+        reset_at: usage.reset_at,
+    }
+    .apply(response.headers_mut());
+    response
 }
 
 fn quota_error(q: QuotaRejection) -> ApiError {

@@ -26,6 +26,23 @@ pub enum Commitment<'a> {
         /// The request timestamp, in seconds.
         timestamp: i64,
     },
+    /// Validator read URLs for files of one miner:
+    /// `s3:validator:files:{miner_hotkey}:{hotkey}:{timestamp}`.
+    ValidatorFiles {
+        /// The miner whose files are read.
+        miner_hotkey: &'a str,
+        /// The validator's hotkey.
+        hotkey: &'a str,
+        /// The request timestamp, in seconds.
+        timestamp: i64,
+    },
+    /// Validator listing of job folders: `s3:validator:folders:{hotkey}:{timestamp}`.
+    ValidatorFolders {
+        /// The validator's hotkey.
+        hotkey: &'a str,
+        /// The request timestamp, in seconds.
+        timestamp: i64,
+    },
 }
 
 impl Commitment<'_> {
@@ -50,6 +67,14 @@ impl fmt::Display for Commitment<'_> {
                 miner_hotkey,
                 timestamp,
             } => write!(f, "s3:validator:miner:{miner_hotkey}:{timestamp}"),
+            Commitment::ValidatorFiles {
+                miner_hotkey,
+                hotkey,
+                timestamp,
+            } => write!(f, "s3:validator:files:{miner_hotkey}:{hotkey}:{timestamp}"),
+            Commitment::ValidatorFolders { hotkey, timestamp } => {
+                write!(f, "s3:validator:folders:{hotkey}:{timestamp}")
+            }
         }
     }
 }
@@ -62,6 +87,10 @@ pub mod formats {
     pub const VALIDATOR: &str = "s3:validator:access:{timestamp}";
     /// Template of [`super::Commitment::ValidatorMiner`].
     pub const VALIDATOR_MINER: &str = "s3:validator:miner:{miner_hotkey}:{timestamp}";
+    /// Template of [`super::Commitment::ValidatorFiles`].
+    pub const VALIDATOR_FILES: &str = "s3:validator:files:{miner_hotkey}:{hotkey}:{timestamp}";
+    /// Template of [`super::Commitment::ValidatorFolders`].
+    pub const VALIDATOR_FOLDERS: &str = "s3:validator:folders:{hotkey}:{timestamp}";
 }
 
 #[cfg(test)]
@@ -87,6 +116,23 @@ mod tests {
             }
             .message(),
             "s3:validator:miner:M:5"
+        );
+        assert_eq!(
+            Commitment::ValidatorFiles {
+                miner_hotkey: "M",
+                hotkey: "V",
+                timestamp: 5
+            }
+            .message(),
+            "s3:validator:files:M:V:5"
+        );
+        assert_eq!(
+            Commitment::ValidatorFolders {
+                hotkey: "V",
+                timestamp: 5
+            }
+            .message(),
+            "s3:validator:folders:V:5"
         );
     }
 }

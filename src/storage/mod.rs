@@ -3,11 +3,13 @@
 
 pub mod credentials;
 pub mod health;
+pub mod listing;
 pub mod post_policy;
 pub mod presign;
 
 pub use credentials::{CredentialError, CredentialSource};
 pub use health::S3Health;
+pub use listing::{ListError, list_folders};
 pub use post_policy::{PostPolicyForm, PostPolicySpec};
 pub use presign::PresignError;
 

@@ -211,6 +211,8 @@ pub struct Keys {
     pub other_cold: TestKey,
     pub validator: TestKey,
     pub validator_cold: TestKey,
+    /// Has a validator permit but only 20000.9 alpha (not above 20000).
+    pub weak_validator: TestKey,
     pub stranger: TestKey,
 }
 
@@ -223,6 +225,7 @@ impl Keys {
             other_cold: TestKey::from_seed(102),
             validator: TestKey::from_seed(3),
             validator_cold: TestKey::from_seed(103),
+            weak_validator: TestKey::from_seed(4),
             stranger: TestKey::from_seed(9),
         }
     }
@@ -236,6 +239,7 @@ impl Keys {
                 {"uid": 0, "hotkey": self.miner.ss58, "coldkey": self.miner_cold.ss58, "validator_permit": false, "alpha_stake": 10.0},
                 {"uid": 1, "hotkey": self.other_miner.ss58, "coldkey": self.other_cold.ss58, "validator_permit": false, "alpha_stake": 5.0},
                 {"uid": 2, "hotkey": self.validator.ss58, "coldkey": self.validator_cold.ss58, "validator_permit": true, "alpha_stake": 25_000.0},
+                {"uid": 3, "hotkey": self.weak_validator.ss58, "coldkey": self.validator_cold.ss58, "validator_permit": true, "alpha_stake": 20_000.9},
             ]
         })
     }
@@ -258,6 +262,22 @@ pub fn miner_body(hotkey: &TestKey, coldkey: &TestKey, timestamp: i64) -> Value 
         "timestamp": timestamp,
         "signature": hotkey.sign(&message),
     })
+}
+
+/// A signed validator body: `message` builds the commitment from the timestamp.
+pub fn validator_body(key: &TestKey, message: impl Fn(i64) -> String, extra: Value) -> Value {
+    let ts = now();
+    let mut body = json!({
+        "hotkey": key.ss58,
+        "timestamp": ts,
+        "signature": key.sign(&message(ts)),
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    body
 }
 
 /// A running app with its S3 server and (optionally) Redis.

@@ -1,36 +1,26 @@
 //! The access decisions: who may have what, in the order the service checks it.
 //! Returns domain errors; the HTTP layer turns them into responses.
 
+pub mod miner;
+pub mod validator;
+
+pub use miner::{MinerGrant, MinerRequest, miner_folder};
+pub use validator::{
+    FileGrant, FolderGrant, JobFolder, MinerFolders, MinerListGrant, ValidatorGrant,
+    ValidatorRequest,
+};
+
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use chrono::{DateTime, Utc};
 
 use crate::auth::timestamp::RequestTime;
-use crate::auth::{
-    Commitment, SignatureError, Ss58Error, TimestampError, decode_ss58, verify_signature,
-};
+use crate::auth::{SignatureError, Ss58Error, TimestampError, decode_ss58, verify_signature};
 use crate::metagraph::LoadedMetagraph;
 use crate::quota::{QuotaDecision, secs_until_utc_midnight};
 use crate::state::AppState;
-use crate::storage::post_policy::presign_post;
-use crate::storage::presign::presign_list;
-use crate::storage::{CredentialError, PostPolicyForm, PostPolicySpec, PresignError};
-
-/// The folder of a miner: `data/hotkey={hotkey}/`.
-pub fn miner_folder(hotkey: &str) -> String {
-    format!("data/hotkey={hotkey}/")
-}
-
-/// Lifetime of the miner's POST policy.
-pub const MINER_POLICY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-/// Lifetime of the miner's list URL.
-pub const MINER_LIST_LIFETIME: Duration = Duration::from_secs(3 * 3600);
-/// Smallest upload a miner may make, in bytes.
-pub const MIN_UPLOAD_BYTES: u64 = 1024;
-/// Largest upload a miner may make, in bytes (5 GiB, S3's single-PUT limit).
-pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+use crate::storage::{CredentialError, ListError, PresignError};
 
 /// Why access was refused.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +40,24 @@ pub enum AccessError {
     /// The signature does not verify.
     #[error("bad signature: {0}")]
     BadSignature(#[from] SignatureError),
+    /// The caller is not a validator (not registered, no permit, or too little stake).
+    #[error("not a validator")]
+    NotValidator,
+    /// A `miner_hotkey` was required but not given.
+    #[error("miner_hotkey is required")]
+    MissingMinerHotkey,
+    /// The `miner_hotkey` is not an SS58 address.
+    #[error("miner_hotkey is not a valid SS58 address: {0}")]
+    BadMinerHotkey(Ss58Error),
+    /// A request parameter is out of range (the message says which).
+    #[error("{0}")]
+    BadParameter(String),
+    /// Server-side S3 work took longer than `S3_OPERATION_TIMEOUT`.
+    #[error("S3 operation timed out")]
+    S3Timeout,
+    /// Server-side S3 work failed.
+    #[error(transparent)]
+    S3(#[from] ListError),
     /// The coldkey sent is not the one that owns the hotkey on chain.
     #[error("coldkey does not own the hotkey")]
     ColdkeyMismatch,
@@ -91,36 +99,6 @@ pub struct QuotaUsage {
     pub reset_in_secs: u64,
     /// Unix time of the next UTC midnight.
     pub reset_at: i64,
-}
-
-/// What a miner receives.
-#[derive(Debug, Clone)]
-pub struct MinerGrant {
-    /// `data/hotkey={hotkey}/`.
-    pub folder: String,
-    /// The signed upload form.
-    pub form: PostPolicyForm,
-    /// The request's expiry (unix seconds).
-    pub expiry: i64,
-    /// Presigned ListObjectsV2 URL of the folder.
-    pub list_url: String,
-    /// Quota after this request.
-    pub usage: QuotaUsage,
-}
-
-/// A miner's request for upload access.
-#[derive(Debug, Clone)]
-pub struct MinerRequest<'a> {
-    /// The coldkey the miner claims owns its hotkey.
-    pub coldkey: &'a str,
-    /// The miner's hotkey.
-    pub hotkey: &'a str,
-    /// Signed timestamp (defaults to now).
-    pub timestamp: Option<i64>,
-    /// Hex sr25519 signature of the commitment.
-    pub signature: &'a str,
-    /// Requested expiry (defaults to timestamp + 24 h).
-    pub expiry: Option<i64>,
 }
 
 impl AppState {
@@ -181,62 +159,11 @@ impl AppState {
         Ok(self.credentials.get().await?)
     }
 
-    /// The miner flow: timestamp, hotkey, registration, signature, coldkey, quota; then
-    /// the POST policy and list URL.
-    pub async fn grant_miner(
-        &self,
-        req: &MinerRequest<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<MinerGrant, AccessError> {
-        let time = self.check_time(now, req.timestamp, req.expiry)?;
-        let public_key = decode_ss58(req.hotkey).map_err(AccessError::BadHotkey)?;
-        let loaded = self.metagraph()?;
-        let neuron = loaded
-            .metagraph
-            .get(req.hotkey)
-            .ok_or(AccessError::NotRegistered)?;
-        let commitment = Commitment::MinerAccess {
-            coldkey: req.coldkey,
-            hotkey: req.hotkey,
-            timestamp: time.timestamp,
-        };
-        verify_signature(&public_key, &commitment.message(), req.signature)?;
-        if neuron.coldkey != req.coldkey {
-            return Err(AccessError::ColdkeyMismatch);
-        }
-        // Credentials before the quota: a request that cannot be signed costs nothing.
-        let credentials = self.signing_credentials().await?;
-        let usage = self
-            .charge(req.hotkey, self.config.daily_limit_per_miner, now)
-            .await?;
-        let folder = miner_folder(req.hotkey);
-        let signed_at: SystemTime = now.into();
-        let form = presign_post(
-            &credentials,
-            &self.location,
-            &PostPolicySpec {
-                key_prefix: folder.clone(),
-                min_size: MIN_UPLOAD_BYTES,
-                max_size: MAX_UPLOAD_BYTES,
-                expires_in: MINER_POLICY_LIFETIME,
-            },
-            signed_at,
-        );
-        let list_url = presign_list(
-            &credentials,
-            &self.location,
-            &folder,
-            None,
-            None,
-            signed_at,
-            MINER_LIST_LIFETIME,
-        )?;
-        Ok(MinerGrant {
-            folder,
-            form,
-            expiry: time.expiry,
-            list_url,
-            usage,
-        })
+    /// Verifies `signature` by `hotkey` over the commitment `message`.
+    pub fn verify(&self, hotkey: &str, message: &str, signature: &str) -> Result<(), AccessError> {
+        // A hotkey in the metagraph that is not SS58 cannot have signed anything.
+        let key = decode_ss58(hotkey)
+            .map_err(|_| AccessError::BadSignature(SignatureError::BadPublicKey))?;
+        Ok(verify_signature(&key, message, signature)?)
     }
 }

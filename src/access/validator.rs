@@ -1,0 +1,439 @@
+//! The validator flows: list URLs for all data, for one miner, for each job folder, and
+//! GET URLs for chosen files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use chrono::{DateTime, Utc};
+use tokio::task::JoinSet;
+
+use super::{AccessError, QuotaUsage, miner_folder};
+use crate::auth::timestamp::RequestTime;
+use crate::auth::{Commitment, decode_ss58};
+use crate::state::AppState;
+use crate::storage::list_folders;
+use crate::storage::presign::{presign_list, presign_object};
+
+/// Prefix under which every miner folder lives.
+pub const DATA_PREFIX: &str = "data/hotkey=";
+/// Lifetime of the global validator list URLs.
+pub const VALIDATOR_LIST_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Lifetime of the per-miner and per-job-folder list URLs.
+pub const MINER_LIST_LIFETIME: Duration = Duration::from_secs(3 * 3600);
+/// `max-keys` of the per-miner list URL.
+pub const MINER_LIST_MAX_KEYS: u32 = 10_000;
+/// Most file keys one request may ask for.
+pub const MAX_FILE_KEYS: usize = 1000;
+/// Longest S3 object key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// How many miner folders are listed at once.
+const LIST_CONCURRENCY: usize = 8;
+
+/// The signed part every validator request carries.
+#[derive(Debug, Clone)]
+pub struct ValidatorRequest<'a> {
+    /// The validator's hotkey.
+    pub hotkey: &'a str,
+    /// Signed timestamp (defaults to now).
+    pub timestamp: Option<i64>,
+    /// Hex sr25519 signature of the commitment.
+    pub signature: &'a str,
+    /// Requested expiry (defaults to timestamp + 24 h).
+    pub expiry: Option<i64>,
+}
+
+/// The answer to `/get-validator-access`.
+#[derive(Debug, Clone)]
+pub struct ValidatorGrant {
+    /// ListObjectsV2 of everything under `data/hotkey=` (24 h).
+    pub list_all_data: String,
+    /// ListObjectsV2 of `data/hotkey=` with delimiter `/`: one prefix per miner (24 h).
+    pub list_all_miners: String,
+    /// Quota after this request.
+    pub usage: QuotaUsage,
+}
+
+/// The answer to `/get-miner-specific-access`.
+#[derive(Debug, Clone)]
+pub struct MinerListGrant {
+    /// `data/hotkey={miner}/`.
+    pub prefix: String,
+    /// ListObjectsV2 of the prefix, max-keys 10000 (3 h).
+    pub miner_url: String,
+    /// The request's expiry (unix seconds).
+    pub expiry: i64,
+    /// Quota after this request.
+    pub usage: QuotaUsage,
+}
+
+/// The answer to `/get-file-presigned-urls`.
+#[derive(Debug, Clone)]
+pub struct FileGrant {
+    /// GET URL per accepted key.
+    pub urls: BTreeMap<String, String>,
+    /// Keys refused (outside the miner's folder or malformed), in request order.
+    pub invalid_keys: Vec<String>,
+    /// How long the URLs are valid.
+    pub expires_in: Duration,
+    /// Quota after this request.
+    pub usage: QuotaUsage,
+}
+
+/// One `job_id=` folder of a miner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFolder {
+    /// The job id (what follows `job_id=`).
+    pub job_id: String,
+    /// The folder, `data/hotkey={miner}/job_id={job}/`.
+    pub path: String,
+    /// ListObjectsV2 of the folder (3 h).
+    pub presigned_url: String,
+}
+
+/// The job folders of one miner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinerFolders {
+    /// `data/hotkey={miner}/`.
+    pub miner_path: String,
+    /// Its job folders.
+    pub job_folders: Vec<JobFolder>,
+}
+
+/// The answer to `/get-folder-presigned-urls`.
+#[derive(Debug, Clone)]
+pub struct FolderGrant {
+    /// Per miner hotkey, its job folders.
+    pub miners: BTreeMap<String, MinerFolders>,
+    /// How long the URLs are valid.
+    pub expires_in: Duration,
+    /// Quota after this request.
+    pub usage: QuotaUsage,
+}
+
+/// Checks a requested file key: it must lie under `prefix`, name something inside it,
+/// and hold no empty, `.` or `..` path segments and no control characters.
+pub fn valid_file_key(key: &str, prefix: &str) -> bool {
+    let Some(rest) = key.strip_prefix(prefix) else {
+        return false;
+    };
+    !rest.is_empty()
+        && key.len() <= MAX_KEY_BYTES
+        && !key.chars().any(char::is_control)
+        && rest
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+fn parse_miner_hotkey(miner_hotkey: Option<&str>) -> Result<&str, AccessError> {
+    let miner = miner_hotkey
+        .filter(|m| !m.is_empty())
+        .ok_or(AccessError::MissingMinerHotkey)?;
+    decode_ss58(miner).map_err(AccessError::BadMinerHotkey)?;
+    Ok(miner)
+}
+
+impl AppState {
+    /// The validator checks, in the reference's order: timestamp, validator status,
+    /// signature; then credentials and the validator's quota.
+    async fn authorize_validator(
+        &self,
+        req: &ValidatorRequest<'_>,
+        message: impl FnOnce(i64) -> String,
+        now: DateTime<Utc>,
+    ) -> Result<(RequestTime, Arc<Credentials>, QuotaUsage), AccessError> {
+        let time = self.check_time(now, req.timestamp, req.expiry)?;
+        let loaded = self.metagraph()?;
+        if !loaded
+            .metagraph
+            .is_validator(req.hotkey, self.config.validator_min_alpha_stake)
+        {
+            return Err(AccessError::NotValidator);
+        }
+        self.verify(req.hotkey, &message(time.timestamp), req.signature)?;
+        let credentials = self.signing_credentials().await?;
+        let usage = self
+            .charge(req.hotkey, self.config.daily_limit_per_validator, now)
+            .await?;
+        Ok((time, credentials, usage))
+    }
+
+    /// `/get-validator-access`: list URLs over all miners' data.
+    pub async fn grant_validator(
+        &self,
+        req: &ValidatorRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<ValidatorGrant, AccessError> {
+        let (_, credentials, usage) = self
+            .authorize_validator(
+                req,
+                |timestamp| Commitment::ValidatorAccess { timestamp }.message(),
+                now,
+            )
+            .await?;
+        let at: SystemTime = now.into();
+        let list = |delimiter| {
+            presign_list(
+                &credentials,
+                &self.location,
+                DATA_PREFIX,
+                delimiter,
+                None,
+                at,
+                VALIDATOR_LIST_LIFETIME,
+            )
+        };
+        Ok(ValidatorGrant {
+            list_all_data: list(None)?,
+            list_all_miners: list(Some("/"))?,
+            usage,
+        })
+    }
+
+    /// `/get-miner-specific-access`: a list URL for one miner's folder.
+    pub async fn grant_miner_listing(
+        &self,
+        req: &ValidatorRequest<'_>,
+        miner_hotkey: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<MinerListGrant, AccessError> {
+        let miner = parse_miner_hotkey(miner_hotkey)?;
+        let (time, credentials, usage) = self
+            .authorize_validator(
+                req,
+                |timestamp| {
+                    Commitment::ValidatorMiner {
+                        miner_hotkey: miner,
+                        timestamp,
+                    }
+                    .message()
+                },
+                now,
+            )
+            .await?;
+        let prefix = miner_folder(miner);
+        let miner_url = presign_list(
+            &credentials,
+            &self.location,
+            &prefix,
+            None,
+            Some(MINER_LIST_MAX_KEYS),
+            now.into(),
+            MINER_LIST_LIFETIME,
+        )?;
+        Ok(MinerListGrant {
+            prefix,
+            miner_url,
+            expiry: time.expiry,
+            usage,
+        })
+    }
+
+    /// `/get-file-presigned-urls`: GET URLs for chosen files of one miner. Pure signing.
+    pub async fn grant_files(
+        &self,
+        req: &ValidatorRequest<'_>,
+        miner_hotkey: Option<&str>,
+        file_keys: &[String],
+        expiry_hours: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<FileGrant, AccessError> {
+        let miner = parse_miner_hotkey(miner_hotkey)?;
+        if file_keys.len() > MAX_FILE_KEYS {
+            return Err(AccessError::BadParameter(format!(
+                "At most {MAX_FILE_KEYS} file_keys per request (got {})",
+                file_keys.len()
+            )));
+        }
+        let hours = expiry_hours.unwrap_or(1);
+        if !(1..=24).contains(&hours) {
+            return Err(AccessError::BadParameter(
+                "expiry_hours must be between 1 and 24".into(),
+            ));
+        }
+        let (_, credentials, usage) = self
+            .authorize_validator(
+                req,
+                |timestamp| {
+                    Commitment::ValidatorFiles {
+                        miner_hotkey: miner,
+                        hotkey: req.hotkey,
+                        timestamp,
+                    }
+                    .message()
+                },
+                now,
+            )
+            .await?;
+        let prefix = miner_folder(miner);
+        let expires_in = Duration::from_secs(hours as u64 * 3600);
+        let at: SystemTime = now.into();
+        let mut urls = BTreeMap::new();
+        let mut invalid_keys = Vec::new();
+        for key in file_keys {
+            if !valid_file_key(key, &prefix) {
+                invalid_keys.push(key.clone());
+            } else if !urls.contains_key(key) {
+                let url = presign_object(&credentials, &self.location, key, at, expires_in)?;
+                urls.insert(key.clone(), url);
+            }
+        }
+        Ok(FileGrant {
+            urls,
+            invalid_keys,
+            expires_in,
+            usage,
+        })
+    }
+
+    /// `/get-folder-presigned-urls`: lists miners' `job_id=` folders in S3 and returns a
+    /// list URL per folder. `miner_hotkeys` narrows it to those miners.
+    pub async fn grant_folders(
+        &self,
+        req: &ValidatorRequest<'_>,
+        miner_hotkeys: Option<&[String]>,
+        now: DateTime<Utc>,
+    ) -> Result<FolderGrant, AccessError> {
+        if let Some(miners) = miner_hotkeys {
+            for m in miners {
+                decode_ss58(m).map_err(AccessError::BadMinerHotkey)?;
+            }
+        }
+        let (_, credentials, usage) = self
+            .authorize_validator(
+                req,
+                |timestamp| {
+                    Commitment::ValidatorFolders {
+                        hotkey: req.hotkey,
+                        timestamp,
+                    }
+                    .message()
+                },
+                now,
+            )
+            .await?;
+        let listing = tokio::time::timeout(
+            self.config.s3_operation_timeout,
+            self.list_job_folders(miner_hotkeys),
+        )
+        .await
+        .map_err(|_| AccessError::S3Timeout)??;
+        let at: SystemTime = now.into();
+        let mut miners = BTreeMap::new();
+        for (miner, jobs) in listing {
+            let miner_path = miner_folder(&miner);
+            let mut job_folders = Vec::with_capacity(jobs.len());
+            for path in jobs {
+                let Some(job_id) = path
+                    .strip_prefix(&miner_path)
+                    .and_then(|rest| rest.strip_prefix("job_id="))
+                    .map(|rest| rest.trim_end_matches('/').to_owned())
+                else {
+                    continue;
+                };
+                let presigned_url = presign_list(
+                    &credentials,
+                    &self.location,
+                    &path,
+                    None,
+                    None,
+                    at,
+                    MINER_LIST_LIFETIME,
+                )?;
+                job_folders.push(JobFolder {
+                    job_id,
+                    path,
+                    presigned_url,
+                });
+            }
+            if !job_folders.is_empty() {
+                miners.insert(
+                    miner,
+                    MinerFolders {
+                        miner_path,
+                        job_folders,
+                    },
+                );
+            }
+        }
+        Ok(FolderGrant {
+            miners,
+            expires_in: MINER_LIST_LIFETIME,
+            usage,
+        })
+    }
+
+    /// Miner hotkey -> its folder prefixes, listed at most [`LIST_CONCURRENCY`] at a time.
+    async fn list_job_folders(
+        &self,
+        only: Option<&[String]>,
+    ) -> Result<Vec<(String, Vec<String>)>, AccessError> {
+        let bucket = self.config.s3_bucket.as_str();
+        let miners: Vec<String> = match only {
+            Some(list) => {
+                let mut v = list.to_vec();
+                v.sort();
+                v.dedup();
+                v
+            }
+            None => list_folders(&self.s3, bucket, DATA_PREFIX)
+                .await?
+                .into_iter()
+                .filter_map(|p| {
+                    p.strip_prefix(DATA_PREFIX)
+                        .map(|rest| rest.trim_end_matches('/').to_owned())
+                })
+                .collect(),
+        };
+        let mut out = Vec::with_capacity(miners.len());
+        let mut pending = miners.into_iter();
+        let mut running = JoinSet::new();
+        loop {
+            while running.len() < LIST_CONCURRENCY {
+                let Some(miner) = pending.next() else { break };
+                let client = self.s3.clone();
+                let bucket = bucket.to_owned();
+                running.spawn(async move {
+                    let folders = list_folders(&client, &bucket, &miner_folder(&miner)).await;
+                    (miner, folders)
+                });
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            match joined {
+                Ok((miner, folders)) => out.push((miner, folders?)),
+                Err(e) => {
+                    return Err(AccessError::S3(crate::storage::ListError {
+                        prefix: DATA_PREFIX.into(),
+                        message: format!("listing task failed: {e}"),
+                    }));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_must_stay_inside_the_miner_folder() {
+        let p = "data/hotkey=5M/";
+        assert!(valid_file_key("data/hotkey=5M/job_id=1/a.parquet", p));
+        assert!(valid_file_key("data/hotkey=5M/a", p));
+        assert!(!valid_file_key("data/hotkey=5M/", p));
+        assert!(!valid_file_key("", p));
+        assert!(!valid_file_key("data/hotkey=5X/a", p));
+        assert!(!valid_file_key("data/hotkey=5M/../5X/a", p));
+        assert!(!valid_file_key("data/hotkey=5M/./a", p));
+        assert!(!valid_file_key("data/hotkey=5M//a", p));
+        assert!(!valid_file_key("data/hotkey=5M/job/", p));
+        assert!(!valid_file_key("data/hotkey=5M/a\n", p));
+        assert!(!valid_file_key("data/hotkey=5M/a\u{0}", p));
+        assert!(!valid_file_key(&format!("{p}{}", "a".repeat(1100)), p));
+    }
+}

@@ -1,0 +1,310 @@
+//! Validator endpoints: list URLs over all data, per miner and per job folder, and GET
+//! URLs for chosen files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use chrono::Utc;
+use serde::Serialize;
+
+use super::body::{Fields, JsonObject};
+use super::error::ApiError;
+use super::json_with_quota;
+use super::miner::{StructureInfo, naive_iso};
+use crate::access::ValidatorRequest;
+use crate::access::validator::VALIDATOR_LIST_LIFETIME;
+use crate::state::AppState;
+
+/// The signed fields every validator body has.
+struct Signed {
+    hotkey: String,
+    timestamp: Option<i64>,
+    signature: String,
+    expiry: Option<i64>,
+}
+
+impl Signed {
+    fn read(f: &mut Fields<'_>) -> Self {
+        Self {
+            hotkey: f.string("hotkey"),
+            timestamp: f.opt_int("timestamp"),
+            signature: f.string("signature"),
+            expiry: f.opt_int("expiry"),
+        }
+    }
+
+    fn request(&self) -> ValidatorRequest<'_> {
+        ValidatorRequest {
+            hotkey: &self.hotkey,
+            timestamp: self.timestamp,
+            signature: &self.signature,
+            expiry: self.expiry,
+        }
+    }
+}
+
+/// `urls.global` of `/get-validator-access`.
+#[derive(Debug, Serialize)]
+pub struct GlobalUrls {
+    /// ListObjectsV2 of `data/hotkey=`.
+    pub list_all_data: String,
+}
+
+/// `urls.miners` of `/get-validator-access`.
+#[derive(Debug, Serialize)]
+pub struct MinersUrls {
+    /// ListObjectsV2 of `data/hotkey=` with delimiter `/`.
+    pub list_all_miners: String,
+}
+
+/// `urls` of `/get-validator-access`.
+#[derive(Debug, Serialize)]
+pub struct ValidatorUrls {
+    /// Over all data.
+    pub global: GlobalUrls,
+    /// Over miner folders.
+    pub miners: MinersUrls,
+}
+
+/// The 200 answer of `/get-validator-access`, as the original.
+#[derive(Debug, Serialize)]
+pub struct ValidatorAccessResponse {
+    /// The bucket.
+    pub bucket: String,
+    /// Its region.
+    pub region: String,
+    /// The caller.
+    pub validator_hotkey: String,
+    /// Now + 24 h, naive ISO-8601 UTC.
+    pub expiry: String,
+    /// 86400.
+    pub expiry_seconds: u64,
+    /// The list URLs.
+    pub urls: ValidatorUrls,
+    /// The folder layout.
+    pub structure_info: StructureInfo,
+}
+
+/// Grants a validator list URLs over every miner's data.
+pub async fn get_validator_access(
+    State(state): State<Arc<AppState>>,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let mut f = Fields::new(&body);
+    let signed = Signed::read(&mut f);
+    f.finish()?;
+    let now = Utc::now();
+    let grant = state.grant_validator(&signed.request(), now).await?;
+    let lifetime = VALIDATOR_LIST_LIFETIME.as_secs();
+    let body = ValidatorAccessResponse {
+        bucket: state.config.s3_bucket.clone(),
+        region: state.config.s3_region.clone(),
+        validator_hotkey: signed.hotkey,
+        expiry: naive_iso(now.timestamp() + lifetime as i64),
+        expiry_seconds: lifetime,
+        urls: ValidatorUrls {
+            global: GlobalUrls {
+                list_all_data: grant.list_all_data,
+            },
+            miners: MinersUrls {
+                list_all_miners: grant.list_all_miners,
+            },
+        },
+        structure_info: StructureInfo::for_validators(),
+    };
+    Ok(json_with_quota(body, grant.usage))
+}
+
+/// The 200 answer of `/get-miner-specific-access`, as the original.
+#[derive(Debug, Serialize)]
+pub struct MinerSpecificResponse {
+    /// The bucket.
+    pub bucket: String,
+    /// Its region.
+    pub region: String,
+    /// The miner whose folder is listed.
+    pub miner_hotkey: String,
+    /// ListObjectsV2 of the miner's folder, max-keys 10000, 3 h.
+    pub miner_url: String,
+    /// `data/hotkey={miner_hotkey}/`.
+    pub prefix: String,
+    /// The request's expiry, naive ISO-8601 UTC.
+    pub expiry: String,
+}
+
+/// Grants a validator a list URL for one miner's folder.
+pub async fn get_miner_specific_access(
+    State(state): State<Arc<AppState>>,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let mut f = Fields::new(&body);
+    let signed = Signed::read(&mut f);
+    let miner_hotkey = f.opt_string("miner_hotkey");
+    f.finish()?;
+    let grant = state
+        .grant_miner_listing(&signed.request(), miner_hotkey.as_deref(), Utc::now())
+        .await?;
+    let body = MinerSpecificResponse {
+        bucket: state.config.s3_bucket.clone(),
+        region: state.config.s3_region.clone(),
+        miner_hotkey: miner_hotkey.unwrap_or_default(),
+        miner_url: grant.miner_url,
+        prefix: grant.prefix,
+        expiry: naive_iso(grant.expiry),
+    };
+    Ok(json_with_quota(body, grant.usage))
+}
+
+/// One entry of `file_urls`.
+#[derive(Debug, Serialize)]
+pub struct FileUrl {
+    /// A presigned GET URL of the object.
+    pub presigned_url: String,
+}
+
+/// The 200 answer of `/get-file-presigned-urls`.
+#[derive(Debug, Serialize)]
+pub struct FileUrlsResponse {
+    /// The caller.
+    pub validator_hotkey: String,
+    /// The miner whose files are read.
+    pub miner_hotkey: String,
+    /// The bucket.
+    pub bucket: String,
+    /// Its region.
+    pub region: String,
+    /// How long the URLs are valid.
+    pub expiry_seconds: u64,
+    /// Per accepted key, its URL.
+    pub file_urls: BTreeMap<String, FileUrl>,
+    /// Keys refused: outside the miner's folder, or malformed.
+    pub invalid_keys: Vec<String>,
+    /// Number of keys asked for.
+    pub total_requested: usize,
+    /// Number of URLs returned.
+    pub total_valid: usize,
+}
+
+/// Grants a validator GET URLs for chosen files of one miner.
+pub async fn get_file_presigned_urls(
+    State(state): State<Arc<AppState>>,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let mut f = Fields::new(&body);
+    let signed = Signed::read(&mut f);
+    let miner_hotkey = f.opt_string("miner_hotkey");
+    let file_keys = f.string_list("file_keys");
+    let expiry_hours = f.opt_int("expiry_hours");
+    f.finish()?;
+    let grant = state
+        .grant_files(
+            &signed.request(),
+            miner_hotkey.as_deref(),
+            &file_keys,
+            expiry_hours,
+            Utc::now(),
+        )
+        .await?;
+    let total_valid = grant.urls.len();
+    let body = FileUrlsResponse {
+        validator_hotkey: signed.hotkey,
+        miner_hotkey: miner_hotkey.unwrap_or_default(),
+        bucket: state.config.s3_bucket.clone(),
+        region: state.config.s3_region.clone(),
+        expiry_seconds: grant.expires_in.as_secs(),
+        file_urls: grant
+            .urls
+            .into_iter()
+            .map(|(k, presigned_url)| (k, FileUrl { presigned_url }))
+            .collect(),
+        invalid_keys: grant.invalid_keys,
+        total_requested: file_keys.len(),
+        total_valid,
+    };
+    Ok(json_with_quota(body, grant.usage))
+}
+
+/// One job folder in `/get-folder-presigned-urls`.
+#[derive(Debug, Serialize)]
+pub struct JobFolderEntry {
+    /// The job id.
+    pub job_id: String,
+    /// `data/hotkey={miner}/job_id={job}/`.
+    pub path: String,
+    /// ListObjectsV2 of the folder, 3 h.
+    pub presigned_url: String,
+}
+
+/// One miner in `/get-folder-presigned-urls`.
+#[derive(Debug, Serialize)]
+pub struct MinerFolderEntry {
+    /// `data/hotkey={miner}/`.
+    pub miner_path: String,
+    /// Its job folders.
+    pub job_folders: Vec<JobFolderEntry>,
+    /// How many.
+    pub total_jobs: usize,
+}
+
+/// The 200 answer of `/get-folder-presigned-urls`.
+#[derive(Debug, Serialize)]
+pub struct FolderUrlsResponse {
+    /// The caller.
+    pub validator_hotkey: String,
+    /// The bucket.
+    pub bucket: String,
+    /// Its region.
+    pub region: String,
+    /// Per miner hotkey, its job folders.
+    pub folder_urls: BTreeMap<String, MinerFolderEntry>,
+    /// Number of miners listed.
+    pub total_miners: usize,
+    /// How long the URLs are valid.
+    pub expiry_seconds: u64,
+}
+
+/// Lists miners' job folders and grants a list URL per folder.
+pub async fn get_folder_presigned_urls(
+    State(state): State<Arc<AppState>>,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let mut f = Fields::new(&body);
+    let signed = Signed::read(&mut f);
+    let miner_hotkeys = f.opt_string_list("miner_hotkeys");
+    f.finish()?;
+    let grant = state
+        .grant_folders(&signed.request(), miner_hotkeys.as_deref(), Utc::now())
+        .await?;
+    let folder_urls: BTreeMap<String, MinerFolderEntry> = grant
+        .miners
+        .into_iter()
+        .map(|(miner, folders)| {
+            let job_folders: Vec<JobFolderEntry> = folders
+                .job_folders
+                .into_iter()
+                .map(|j| JobFolderEntry {
+                    job_id: j.job_id,
+                    path: j.path,
+                    presigned_url: j.presigned_url,
+                })
+                .collect();
+            let entry = MinerFolderEntry {
+                miner_path: folders.miner_path,
+                total_jobs: job_folders.len(),
+                job_folders,
+            };
+            (miner, entry)
+        })
+        .collect();
+    let body = FolderUrlsResponse {
+        validator_hotkey: signed.hotkey,
+        bucket: state.config.s3_bucket.clone(),
+        region: state.config.s3_region.clone(),
+        total_miners: folder_urls.len(),
+        folder_urls,
+        expiry_seconds: grant.expires_in.as_secs(),
+    };
+    Ok(json_with_quota(body, grant.usage))
+}
