@@ -43,10 +43,23 @@ pub struct Config {
     pub quota_on_redis_error: OnRedisError,
     /// `QUOTA_KEY_PREFIX`: prefix of the Redis quota keys (default empty, as the original).
     pub quota_key_prefix: String,
-    /// `METAGRAPH_FILE`: read the metagraph from this JSON file.
+    /// The Subtensor websocket endpoint: `SUBTENSOR_URL`, else derived from `BT_NETWORK`
+    /// (`None` when `BT_NETWORK` names no known network and a file source is used).
+    pub subtensor_url: Option<String>,
+    /// `METAGRAPH_FILE`: read the metagraph from this JSON file instead of the chain.
     pub metagraph_file: Option<PathBuf>,
     /// `METAGRAPH_FILE_POLL_SECS`: how often the file is checked for changes (default 2).
     pub metagraph_file_poll: Duration,
+    /// `METAGRAPH_SYNC_INTERVAL`: seconds between chain syncs (default 300).
+    pub metagraph_sync_interval: Duration,
+    /// `METAGRAPH_SYNC_TIMEOUT`: bound on one sync, and on each chain call (default 60 s).
+    pub metagraph_sync_timeout: Duration,
+    /// `METAGRAPH_SNAPSHOT_PATH`: where the last good metagraph is kept (default: nowhere).
+    pub metagraph_snapshot_path: Option<PathBuf>,
+    /// `METAGRAPH_MAX_AGE`: older than this, `/healthcheck` says degraded (default 3600 s).
+    pub metagraph_max_age: Duration,
+    /// `REQUIRE_COLDKEY_MATCH`: a miner's coldkey must own its hotkey (default true).
+    pub require_coldkey_match: bool,
     /// `VALIDATOR_MIN_ALPHA_STAKE`: alpha stake a validator must exceed (default 20000).
     pub validator_min_alpha_stake: u64,
     /// `S3_OPERATION_TIMEOUT`: bound on server-side S3 work in one request (default 60 s).
@@ -296,6 +309,51 @@ impl Config {
         };
         let quota_key_prefix = env.string("QUOTA_KEY_PREFIX", "");
         let metagraph_file = env.raw("METAGRAPH_FILE").map(PathBuf::from);
+        let subtensor_url = match env.raw("SUBTENSOR_URL") {
+            Some(url) if url.starts_with("ws://") || url.starts_with("wss://") => Some(url),
+            Some(url) => {
+                return Err(ConfigError {
+                    var: "SUBTENSOR_URL",
+                    value: url,
+                    expected: "a ws:// or wss:// URL".into(),
+                });
+            }
+            None => crate::metagraph::chain::network_endpoint(&bt_network),
+        };
+        if subtensor_url.is_none() && metagraph_file.is_none() {
+            return Err(ConfigError {
+                var: "BT_NETWORK",
+                value: bt_network,
+                expected:
+                    "finney, test, local or a ws(s):// URL (or set SUBTENSOR_URL or METAGRAPH_FILE)"
+                        .into(),
+            });
+        }
+        let secs = |var: &'static str, default: u64| {
+            env.parsed(var, default, "a positive number of seconds", |n: &u64| {
+                *n > 0
+            })
+            .map(Duration::from_secs)
+        };
+        let metagraph_sync_interval = secs("METAGRAPH_SYNC_INTERVAL", 300)?;
+        let metagraph_sync_timeout = secs("METAGRAPH_SYNC_TIMEOUT", 60)?;
+        let metagraph_max_age = secs("METAGRAPH_MAX_AGE", 3600)?;
+        let metagraph_snapshot_path = env.raw("METAGRAPH_SNAPSHOT_PATH").map(PathBuf::from);
+        let require_coldkey_match = match env
+            .string("REQUIRE_COLDKEY_MATCH", "true")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => {
+                return Err(ConfigError {
+                    var: "REQUIRE_COLDKEY_MATCH",
+                    value: other.to_owned(),
+                    expected: "true or false".into(),
+                });
+            }
+        };
         let poll = env.parsed(
             "METAGRAPH_FILE_POLL_SECS",
             2u64,
@@ -349,8 +407,14 @@ impl Config {
             redis_url,
             quota_on_redis_error,
             quota_key_prefix,
+            subtensor_url,
             metagraph_file,
             metagraph_file_poll: Duration::from_secs(poll),
+            metagraph_sync_interval,
+            metagraph_sync_timeout,
+            metagraph_snapshot_path,
+            metagraph_max_age,
+            require_coldkey_match,
             validator_min_alpha_stake,
             s3_operation_timeout: Duration::from_secs(s3_operation_timeout),
             log_level,
@@ -389,6 +453,13 @@ mod tests {
         assert_eq!(c.validator_min_alpha_stake, 20_000);
         assert!(c.redis_url.is_none());
         assert_eq!(c.quota_on_redis_error, OnRedisError::Fallback);
+        assert_eq!(
+            c.subtensor_url.as_deref(),
+            Some("wss://entrypoint-finney.opentensor.ai:443")
+        );
+        assert_eq!(c.metagraph_sync_interval, Duration::from_secs(300));
+        assert_eq!(c.metagraph_max_age, Duration::from_secs(3600));
+        assert!(c.require_coldkey_match);
     }
 
     #[test]
@@ -407,6 +478,12 @@ mod tests {
         assert_eq!(e.var, "QUOTA_ON_REDIS_ERROR");
         let e = with(&[("S3_BUCKET", "b-1"), ("AWS_ACCESS_KEY_ID", "AKIA")]).unwrap_err();
         assert_eq!(e.var, "AWS_SECRET_ACCESS_KEY");
+        let e = with(&[("S3_BUCKET", "b-1"), ("BT_NETWORK", "mainnet")]).unwrap_err();
+        assert_eq!(e.var, "BT_NETWORK");
+        let e = with(&[("S3_BUCKET", "b-1"), ("SUBTENSOR_URL", "http://x")]).unwrap_err();
+        assert_eq!(e.var, "SUBTENSOR_URL");
+        let e = with(&[("S3_BUCKET", "b-1"), ("REQUIRE_COLDKEY_MATCH", "maybe")]).unwrap_err();
+        assert_eq!(e.var, "REQUIRE_COLDKEY_MATCH");
     }
 
     #[test]

@@ -9,8 +9,9 @@ use tokio::task::JoinHandle;
 
 use crate::auth::TimestampWindow;
 use crate::config::Config;
-use crate::metagraph::syncer::initial_load;
-use crate::metagraph::{FileSource, MetagraphError, MetagraphHandle, spawn_syncer};
+use crate::metagraph::{
+    ChainSource, FileSource, MetagraphError, MetagraphHandle, SyncSettings, start_sync,
+};
 use crate::quota::{Quotas, RedisStore};
 use crate::storage::{BucketLocation, CredentialSource, S3Health};
 
@@ -98,6 +99,36 @@ impl BackgroundTasks {
     }
 }
 
+/// Starts the metagraph syncer on the configured source: `METAGRAPH_FILE` when set,
+/// else the chain at `SUBTENSOR_URL` / `BT_NETWORK`.
+async fn start_metagraph(
+    config: &Config,
+    handle: Arc<MetagraphHandle>,
+) -> Result<JoinHandle<()>, StartupError> {
+    let mut settings = SyncSettings {
+        netuid: config.net_uid,
+        interval: config.metagraph_sync_interval,
+        timeout: config.metagraph_sync_timeout,
+        backoff_base: Duration::from_secs(1),
+        snapshot_path: config.metagraph_snapshot_path.clone(),
+    };
+    if let Some(path) = &config.metagraph_file {
+        settings.interval = config.metagraph_file_poll;
+        let source = Arc::new(FileSource::new(path.clone(), config.net_uid));
+        return Ok(start_sync(source, handle, settings).await?);
+    }
+    let url = config
+        .subtensor_url
+        .clone()
+        .ok_or(StartupError::NoMetagraphSource)?;
+    let source = Arc::new(ChainSource::new(
+        url,
+        config.net_uid,
+        config.metagraph_sync_timeout,
+    ));
+    Ok(start_sync(source, handle, settings).await?)
+}
+
 async fn credential_source(config: &Config) -> (CredentialSource, aws_sdk_s3::Config) {
     use aws_sdk_s3::config::{BehaviorVersion, Region};
     let region = Region::new(config.s3_region.clone());
@@ -138,13 +169,8 @@ impl AppState {
     /// Builds the state from `config`: loads the metagraph, connects Redis in the
     /// background, resolves credentials, and starts the background tasks.
     pub async fn start(config: Config) -> Result<(Arc<Self>, BackgroundTasks), StartupError> {
-        let path = config
-            .metagraph_file
-            .clone()
-            .ok_or(StartupError::NoMetagraphSource)?;
-        let source = Arc::new(FileSource::new(path, config.net_uid));
         let metagraph = Arc::new(MetagraphHandle::new());
-        initial_load(source.as_ref(), &metagraph).await?;
+        let syncer = start_metagraph(&config, Arc::clone(&metagraph)).await?;
 
         let redis = match &config.redis_url {
             Some(url) => Some(RedisStore::connect(url)?),
@@ -172,7 +198,6 @@ impl AppState {
             region: config.s3_region.clone(),
             public_endpoint: config.s3_public_endpoint_url.clone(),
         };
-        let poll = config.metagraph_file_poll;
         let state = Arc::new(Self {
             config,
             metagraph: Arc::clone(&metagraph),
@@ -186,7 +211,7 @@ impl AppState {
             started: Instant::now(),
         });
 
-        let mut handles = vec![spawn_syncer(source, metagraph, poll)];
+        let mut handles = vec![syncer];
         let probe_state = Arc::clone(&state);
         handles.push(tokio::spawn(async move {
             let mut ticker = tokio::time::interval(HEALTH_PROBE_EVERY);

@@ -462,6 +462,7 @@ async fn validator_calls_count_against_the_validator_limit() {
     let app = TestApp::start_with(Options {
         redis: true,
         env: vec![("DAILY_LIMIT_PER_VALIDATOR", "2".into())],
+        ..Options::default()
     })
     .await;
     let k = &app.keys;

@@ -76,7 +76,7 @@ impl AppState {
             timestamp: time.timestamp,
         };
         crate::auth::verify_signature(&public_key, &commitment.message(), req.signature)?;
-        if neuron.coldkey != req.coldkey {
+        if self.config.require_coldkey_match && neuron.coldkey != req.coldkey {
             return Err(AccessError::ColdkeyMismatch);
         }
         // Credentials before the quota: a request that cannot be signed costs nothing.

@@ -134,24 +134,44 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         .is_some_and(|c| c.expiry().is_none_or(|exp| exp > SystemTime::now()));
     let can_serve = loaded.is_some() && credentials_ok;
     let redis_degraded = state.quotas.uses_redis() && !redis_ok;
-    let status = if can_serve && s3.ok && !redis_degraded {
+    let metagraph_stale = loaded
+        .as_ref()
+        .is_none_or(|l| l.age() > state.config.metagraph_max_age);
+    let status = if can_serve && s3.ok && !redis_degraded && !metagraph_stale {
         "ok"
     } else {
         "degraded"
     };
 
+    let sync = state.metagraph.status();
+    let sync_interval = if state.config.metagraph_file.is_some() {
+        state.config.metagraph_file_poll
+    } else {
+        state.config.metagraph_sync_interval
+    };
     let metagraph_syncer = match &loaded {
         Some(l) => json!({
             "enabled": true,
             "source": l.source,
+            "from_snapshot": l.from_snapshot,
             "netuid": l.metagraph.netuid(),
-            "sync_interval": state.config.metagraph_file_poll.as_secs(),
+            "sync_interval": sync_interval.as_secs(),
             "hotkeys_count": l.metagraph.len(),
+            "validators_count": l.metagraph.validators_count(state.config.validator_min_alpha_stake),
             "block": l.metagraph.block(),
-            "last_sync": l.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            "last_sync": chrono::DateTime::<chrono::Utc>::from(l.synced_at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "age_seconds": l.age().as_secs(),
+            "stale": metagraph_stale,
+            "consecutive_failures": sync.consecutive_failures,
+            "last_error": sync.last_error,
         }),
-        None => json!({"enabled": false, "reason": "metagraph not loaded"}),
+        None => json!({
+            "enabled": false,
+            "reason": "Metagraph not yet synced",
+            "netuid": state.config.net_uid,
+            "consecutive_failures": sync.consecutive_failures,
+            "last_error": sync.last_error,
+        }),
     };
     let uptime = state.started.elapsed().as_secs_f64();
     let total = state.stats.total_requests.load(Ordering::Relaxed);

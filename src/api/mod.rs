@@ -73,14 +73,12 @@ impl From<AccessError> for ApiError {
             AccessError::BadHotkey(e) => {
                 ApiError::BadRequest(format!("hotkey is not a valid SS58 address ({e})"))
             }
-            AccessError::NoMetagraph => {
-                ApiError::Unavailable("Metagraph not loaded yet; try again shortly".into())
-            }
+            AccessError::NoMetagraph => ApiError::Unavailable("Metagraph not yet synced".into()),
             AccessError::NotRegistered | AccessError::BadSignature(_) => {
                 ApiError::invalid_signature()
             }
             AccessError::ColdkeyMismatch => {
-                ApiError::Unauthorized("coldkey does not own this hotkey on the subnet".into())
+                ApiError::Unauthorized("Coldkey does not match hotkey owner".into())
             }
             AccessError::NotValidator => ApiError::Unauthorized("You are not validator".into()),
             AccessError::MissingMinerHotkey => {

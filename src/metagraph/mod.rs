@@ -4,18 +4,21 @@
 //! request handlers read it without locking, and a [`syncer`] replaces it whole when a
 //! [`MetagraphSource`] yields a new one.
 
+pub mod chain;
 pub mod file;
+pub mod snapshot;
 pub mod syncer;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 
+pub use chain::ChainSource;
 pub use file::FileSource;
-pub use syncer::spawn_syncer;
+pub use syncer::{SyncSettings, start_sync};
 
 /// One registered uid of the subnet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +47,9 @@ pub struct MetagraphDocument {
     pub block: u64,
     /// Every registered uid.
     pub neurons: Vec<Neuron>,
+    /// Unix time the data was read from its source (snapshots record it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_at: Option<i64>,
 }
 
 /// A snapshot of the subnet, indexed by hotkey.
@@ -74,6 +80,26 @@ pub enum MetagraphError {
         /// The underlying error.
         source: serde_json::Error,
     },
+    /// The chain node could not be reached or answered with an error.
+    #[error("chain error: {0}")]
+    Chain(String),
+    /// A chain call took too long.
+    #[error("chain call timed out: {0}")]
+    Timeout(String),
+    /// The subnet does not exist on the chain.
+    #[error("subnet {0} does not exist on the chain")]
+    NoSuchSubnet(u16),
+    /// The chain's answer does not make a consistent metagraph.
+    #[error("malformed metagraph: {0}")]
+    Malformed(String),
+    /// A snapshot could not be written.
+    #[error("cannot write snapshot {path}: {source}")]
+    Snapshot {
+        /// The snapshot path.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// The document is for another subnet than the configured one.
     #[error("metagraph is for netuid {found}, expected {expected}")]
     WrongSubnet {
@@ -82,6 +108,20 @@ pub enum MetagraphError {
         /// The subnet the document names.
         found: u16,
     },
+}
+
+impl MetagraphError {
+    /// Whether this error at start-up means the configuration is wrong (stop), rather
+    /// than a dependency being down (keep trying).
+    pub fn is_config_error(&self) -> bool {
+        matches!(
+            self,
+            MetagraphError::NoSuchSubnet(_)
+                | MetagraphError::WrongSubnet { .. }
+                | MetagraphError::Io { .. }
+                | MetagraphError::Parse { .. }
+        )
+    }
 }
 
 impl Metagraph {
@@ -131,6 +171,24 @@ impl Metagraph {
         self.by_hotkey.get(hotkey).map(|&i| &self.neurons[i])
     }
 
+    /// The document form, e.g. for a snapshot.
+    pub fn to_document(&self, synced_at: Option<i64>) -> MetagraphDocument {
+        MetagraphDocument {
+            netuid: self.netuid,
+            block: self.block,
+            neurons: self.neurons.clone(),
+            synced_at,
+        }
+    }
+
+    /// Number of hotkeys that pass [`Metagraph::is_validator`].
+    pub fn validators_count(&self, min_alpha_stake: u64) -> usize {
+        self.neurons
+            .iter()
+            .filter(|n| self.is_validator(&n.hotkey, min_alpha_stake))
+            .count()
+    }
+
     /// Whether `hotkey` is registered on the subnet.
     pub fn is_registered(&self, hotkey: &str) -> bool {
         self.by_hotkey.contains_key(hotkey)
@@ -148,30 +206,44 @@ impl Metagraph {
     }
 }
 
-/// The current metagraph and when it was loaded.
+/// The current metagraph and where and when it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedMetagraph {
     /// The metagraph itself.
     pub metagraph: Arc<Metagraph>,
-    /// Wall-clock time of the load, for reporting.
-    pub loaded_at: SystemTime,
-    /// Monotonic time of the load, for ages.
-    pub loaded_instant: Instant,
-    /// Where it came from (e.g. `file:/path`).
+    /// When the data was last confirmed by its source.
+    pub synced_at: SystemTime,
+    /// Where it came from (e.g. `chain:wss://...`, `file:/path`, `snapshot:/path`).
     pub source: String,
+    /// True when served from a snapshot because the source could not be reached.
+    pub from_snapshot: bool,
 }
 
 impl LoadedMetagraph {
-    /// How long ago this metagraph was loaded.
+    /// How long ago the data was confirmed by its source.
     pub fn age(&self) -> Duration {
-        self.loaded_instant.elapsed()
+        SystemTime::now()
+            .duration_since(self.synced_at)
+            .unwrap_or_default()
     }
+}
+
+/// The syncer's record of its recent attempts.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus {
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// When the last attempt (of either outcome) finished.
+    pub last_attempt: Option<SystemTime>,
 }
 
 /// Shared, lock-free access to the current metagraph.
 #[derive(Debug, Default)]
 pub struct MetagraphHandle {
     current: ArcSwapOption<LoadedMetagraph>,
+    status: Mutex<SyncStatus>,
 }
 
 impl MetagraphHandle {
@@ -187,12 +259,59 @@ impl MetagraphHandle {
 
     /// Replaces the current metagraph atomically.
     pub fn replace(&self, metagraph: Metagraph, source: impl Into<String>) {
+        self.install(metagraph, source, SystemTime::now(), false);
+    }
+
+    /// Installs a metagraph with an explicit sync time and snapshot flag.
+    pub fn install(
+        &self,
+        metagraph: Metagraph,
+        source: impl Into<String>,
+        synced_at: SystemTime,
+        from_snapshot: bool,
+    ) {
         self.current.store(Some(Arc::new(LoadedMetagraph {
             metagraph: Arc::new(metagraph),
-            loaded_at: SystemTime::now(),
-            loaded_instant: Instant::now(),
+            synced_at,
             source: source.into(),
+            from_snapshot,
         })));
+    }
+
+    /// Marks the current metagraph as confirmed now (the source reported no change).
+    pub fn touch(&self) {
+        if let Some(cur) = self.current.load_full() {
+            let mut fresh = (*cur).clone();
+            fresh.synced_at = SystemTime::now();
+            fresh.from_snapshot = false;
+            self.current.store(Some(Arc::new(fresh)));
+        }
+    }
+
+    /// The syncer's status.
+    pub fn status(&self) -> SyncStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Records a successful attempt.
+    pub fn record_success(&self) {
+        if let Ok(mut s) = self.status.lock() {
+            s.consecutive_failures = 0;
+            s.last_attempt = Some(SystemTime::now());
+        }
+    }
+
+    /// Records a failed attempt; returns the number of consecutive failures.
+    pub fn record_failure(&self, error: &MetagraphError) -> u32 {
+        match self.status.lock() {
+            Ok(mut s) => {
+                s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+                s.last_error = Some(error.to_string());
+                s.last_attempt = Some(SystemTime::now());
+                s.consecutive_failures
+            }
+            Err(_) => 1,
+        }
     }
 }
 
@@ -215,6 +334,7 @@ mod tests {
         Metagraph::from_document(MetagraphDocument {
             netuid: 46,
             block: 1,
+            synced_at: None,
             neurons: vec![Neuron {
                 uid: 0,
                 hotkey: "H".into(),

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_node;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
@@ -196,6 +198,11 @@ impl TestKey {
         }
     }
 
+    /// The raw public key.
+    pub fn public(&self) -> [u8; 32] {
+        self.pair.public.to_bytes()
+    }
+
     /// Hex sr25519 signature over `message` with context `substrate`.
     pub fn sign(&self, message: &str) -> String {
         let sig = self.pair.sign_simple(b"substrate", message.as_bytes());
@@ -302,6 +309,8 @@ pub struct Options {
     pub redis: bool,
     /// Extra or overriding variables.
     pub env: Vec<(&'static str, String)>,
+    /// Read the metagraph from this Subtensor node instead of a file.
+    pub chain_url: Option<String>,
 }
 
 impl TestApp {
@@ -325,12 +334,21 @@ impl TestApp {
             ("S3_ENDPOINT_URL".into(), s3.endpoint.clone()),
             ("AWS_ACCESS_KEY_ID".into(), S3_ACCESS_KEY.into()),
             ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET_KEY.into()),
-            (
-                "METAGRAPH_FILE".into(),
-                metagraph_path.display().to_string(),
-            ),
-            ("METAGRAPH_FILE_POLL_SECS".into(), "1".into()),
         ]);
+        match &options.chain_url {
+            Some(url) => {
+                env.insert("SUBTENSOR_URL".into(), url.clone());
+                env.insert("METAGRAPH_SYNC_INTERVAL".into(), "1".into());
+                env.insert("METAGRAPH_SYNC_TIMEOUT".into(), "2".into());
+            }
+            None => {
+                env.insert(
+                    "METAGRAPH_FILE".into(),
+                    metagraph_path.display().to_string(),
+                );
+                env.insert("METAGRAPH_FILE_POLL_SECS".into(), "1".into());
+            }
+        }
         if let Some(r) = &redis {
             env.insert("REDIS_URL".into(), r.url());
         }
