@@ -104,6 +104,30 @@ impl SelectiveMetagraphView {
     }
 }
 
+/// Decodes the SCALE answer of `get_selective_metagraph` against `metadata` (what subxt
+/// does inside a runtime-API call), then builds the metagraph.
+pub fn decode_selective(
+    metadata: &subxt::Metadata,
+    bytes: &[u8],
+    netuid: u16,
+) -> Result<Metagraph, MetagraphError> {
+    let output_ty = metadata
+        .runtime_api_trait_by_name("SubnetInfoRuntimeApi")
+        .and_then(|t| t.method_by_name("get_selective_metagraph"))
+        .map(|m| m.output_ty())
+        .ok_or_else(|| {
+            MetagraphError::Malformed("metadata has no get_selective_metagraph".into())
+        })?;
+    let view = <Option<SelectiveMetagraphView> as DecodeAsType>::decode_as_type(
+        &mut &bytes[..],
+        output_ty,
+        metadata.types(),
+    )
+    .map_err(|e| MetagraphError::Malformed(e.to_string()))?;
+    view.ok_or(MetagraphError::NoSuchSubnet(netuid))?
+        .into_metagraph(netuid)
+}
+
 /// A [`MetagraphSource`] backed by a Subtensor node.
 pub struct ChainSource {
     url: String,

@@ -142,8 +142,7 @@ fn account(bytes: &[u8; 32]) -> Value {
 
 /// The SCALE answer of `get_selective_metagraph` for `chain`, or `None` (encoded) when
 /// the subnet asked for is not the chain's.
-fn encode_selective(ctx: &Ctx, chain: &Chain, netuid: u16) -> Vec<u8> {
-    let md = &ctx.metadata;
+pub fn encode_selective(md: &Metadata, chain: &Chain, netuid: u16) -> Vec<u8> {
     let method = md
         .runtime_api_trait_by_name("SubnetInfoRuntimeApi")
         .and_then(|t| t.method_by_name("get_selective_metagraph"))
@@ -240,7 +239,7 @@ fn state_call(ctx: &Ctx, params: &[Json]) -> Result<String, ErrorObjectOwned> {
             Mode::Garbage => vec![0x01, 0xff, 0x00, 0x13],
             Mode::Hang | Mode::Normal => {
                 let netuid = u16::decode(&mut &args[..]).map_err(|_| rpc_err("netuid"))?;
-                encode_selective(ctx, &chain, netuid)
+                encode_selective(&ctx.metadata, &chain, netuid)
             }
         },
         other => return Err(rpc_err(format!("unknown runtime call {other}"))),
