@@ -145,7 +145,7 @@ async fn initial_sync_then_changes_are_picked_up() {
 async fn outage_keeps_serving_and_recovery_resumes_syncing() {
     let keys = Keys::new();
     let mut node = FakeNode::start(chain(&keys)).await;
-    let app = chain_app(&node, vec![]).await;
+    let app = chain_app(&node, vec![("METAGRAPH_MAX_AGE", "2".into())]).await;
     assert_eq!(health(&app).await["metagraph_syncer"]["block"], 5_000_000);
 
     node.stop().await;
@@ -159,6 +159,13 @@ async fn outage_keeps_serving_and_recovery_resumes_syncing() {
     let h = health(&app).await;
     assert!(h["metagraph_syncer"]["age_seconds"].as_u64().expect("age") > age_before);
     assert_eq!(h["metagraph_syncer"]["block"], 5_000_000);
+    // Older than METAGRAPH_MAX_AGE: degraded, but this instance still serves (200).
+    let h = wait_for(&app, "a stale metagraph", |h| {
+        h["metagraph_syncer"]["stale"] == true
+    })
+    .await;
+    assert_eq!(h["status"], "degraded");
+    assert_eq!(app.get("/healthcheck").await.status(), 200);
     // Requests keep succeeding from the last good metagraph.
     assert_eq!(
         app.post("/get-folder-access", &app.miner_request())
