@@ -19,6 +19,16 @@ cargo clippy --locked --all-targets -- -D warnings
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --locked --all-targets 2>&1 | tee "$log"
-# One closing line with the totals of every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log"
+
+# Compatibility with the Python ecosystem: the real clients' libraries against `dev`.
+venv="${S3_AUTH_API_VENV:-$HOME/.cache/s3-auth-api-venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+S3_AUTH_API_BIN="$CARGO_TARGET_DIR/debug/s3-auth-api" \
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee -a "$log"
+
+# One closing line with the totals of every test binary and pytest.
+awk '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+  /^[0-9]+ (passed|failed)/ || /^=+ [0-9]+ (passed|failed)/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^skipped/) s += $i } }
+  END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s; if (p == 0 || f > 0) exit 1 }' "$log"

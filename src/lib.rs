@@ -6,7 +6,10 @@
 pub mod access;
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod config;
+pub mod dev;
+pub mod keys;
 pub mod metagraph;
 pub mod quota;
 pub mod state;

@@ -1,11 +1,17 @@
-//! The `s3-auth-api` command.
+//! The `s3-auth-api` command: the service (`serve`), a one-command development setup
+//! (`dev`), and a client for miners and validators (`client`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use s3_auth_api::client::Client;
 use s3_auth_api::config::LogFormat;
+use s3_auth_api::dev::{self, DevOptions};
+use s3_auth_api::keys::SigningKey;
+use s3_auth_api::keys::wallet::{default_wallets_dir, load_coldkeypub, load_hotkey};
 use s3_auth_api::{Config, build_app};
 
 #[derive(Debug, Parser)]
@@ -16,41 +22,120 @@ use s3_auth_api::{Config, build_app};
 struct Cli {
     /// Read variables from this file before the environment (default: ./.env if present).
     #[arg(long, global = true)]
-    env_file: Option<std::path::PathBuf>,
+    env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP service (the default).
+    /// Run the HTTP service, configured from the environment (the default).
     Serve,
+    /// Run everything locally: the API, an embedded S3 server and a dev metagraph.
+    Dev(DevArgs),
+    /// Call a running service as a miner or a validator.
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    /// API port.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Embedded S3 port.
+    #[arg(long, default_value_t = 9000)]
+    s3_port: u16,
+    /// Where uploads and the dev metagraph are kept.
+    #[arg(long, default_value = ".dev-data")]
+    data_dir: PathBuf,
+    /// Requests per miner per day.
+    #[arg(long, default_value_t = 1000)]
+    miner_limit: u64,
+    /// Requests per validator per day.
+    #[arg(long, default_value_t = 20_000)]
+    validator_limit: u64,
+    /// Requests per day in total.
+    #[arg(long, default_value_t = 500_000)]
+    total_limit: u64,
+    /// Listen on all interfaces instead of loopback only.
+    #[arg(long)]
+    public: bool,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// The service's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8000", env = "S3_AUTH_API_URL")]
+    api: String,
+    /// bittensor wallet name (reads <wallets-dir>/<wallet>/hotkeys/<hotkey>).
+    #[arg(long, conflicts_with_all = ["uri", "mnemonic"])]
+    wallet: Option<String>,
+    /// Hotkey name within the wallet.
+    #[arg(long, default_value = "default")]
+    hotkey: String,
+    /// Wallets directory.
+    #[arg(long)]
+    wallets_dir: Option<PathBuf>,
+    /// Secret URI of the hotkey, e.g. //Alice (development keys).
+    #[arg(long, conflicts_with = "mnemonic")]
+    uri: Option<String>,
+    /// BIP-39 mnemonic of the hotkey.
+    #[arg(long)]
+    mnemonic: Option<String>,
+    /// The miner's coldkey: an SS58 address or a secret URI such as //Charlie//stash
+    /// (default with --wallet: the wallet's coldkeypub.txt).
+    #[arg(long)]
+    coldkey: Option<String>,
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Miner commands.
+    #[command(subcommand)]
+    Miner(MinerCommand),
+    /// Validator commands.
+    #[command(subcommand)]
+    Validator(ValidatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MinerCommand {
+    /// Upload a file or a directory into job_id=<JOB_ID>/ of your folder (resumable).
+    Upload {
+        /// File or directory.
+        path: PathBuf,
+        /// The job id.
+        #[arg(long)]
+        job_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ValidatorCommand {
+    /// List every object, or one miner's.
+    List {
+        /// Only this miner's folder.
+        #[arg(long)]
+        miner: Option<String>,
+    },
+    /// Download objects of one miner.
+    Download {
+        /// Object keys (data/hotkey=<MINER>/...).
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// The miner whose objects these are.
+        #[arg(long)]
+        miner: String,
+        /// Output directory.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let loaded = match &cli.env_file {
-        Some(path) => {
-            dotenvy::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-        }
-        None => match dotenvy::dotenv() {
-            Ok(_) => Ok(()),
-            Err(e) if e.not_found() => Ok(()),
-            Err(e) => Err(format!("cannot read .env: {e}")),
-        },
-    };
-    if let Err(msg) = loaded {
-        eprintln!("{msg}");
-        return ExitCode::from(2);
-    }
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    init_tracing(&config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -58,22 +143,52 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match runtime.block_on(serve(config)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let config = match load_config(cli.env_file.as_ref()) {
+                Ok(c) => c,
+                Err(msg) => {
+                    eprintln!("{msg}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_tracing(&config.log_level, config.log_format);
+            runtime.block_on(serve(config))
+        }
+        Command::Dev(args) => {
+            init_tracing("warn,s3_auth_api=info", LogFormat::Text);
+            runtime.block_on(run_dev(args))
+        }
+        Command::Client(args) => runtime.block_on(run_client(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+fn load_config(env_file: Option<&PathBuf>) -> Result<Config, String> {
+    match env_file {
+        Some(path) => {
+            dotenvy::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
+        None => match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(format!("cannot read .env: {e}")),
+        },
+    }
+    Config::from_env().map_err(|e| e.to_string())
+}
+
+fn init_tracing(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match config.log_format {
+    match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
@@ -92,6 +207,94 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")?;
+    Ok(())
+}
+
+async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+    let opts = DevOptions {
+        host: if args.public {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        },
+        port: args.port,
+        s3_port: args.s3_port,
+        data_dir: args.data_dir,
+        miner_limit: args.miner_limit,
+        validator_limit: args.validator_limit,
+        total_limit: args.total_limit,
+    };
+    let server = dev::start(&opts).await.context("cannot start dev mode")?;
+    println!("{}", dev::banner(&server));
+    axum::serve(server.listener, server.app.router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    Ok(())
+}
+
+fn signing_key(args: &ClientArgs) -> anyhow::Result<SigningKey> {
+    if let Some(uri) = &args.uri {
+        return SigningKey::from_uri(uri).context("--uri");
+    }
+    if let Some(m) = &args.mnemonic {
+        return SigningKey::from_mnemonic(m).context("--mnemonic");
+    }
+    let wallet = args
+        .wallet
+        .as_deref()
+        .context("give a key: --wallet NAME [--hotkey NAME], --uri //Name or --mnemonic \"...\"")?;
+    let dir = args.wallets_dir.clone().unwrap_or_else(default_wallets_dir);
+    Ok(load_hotkey(&dir, wallet, &args.hotkey)?)
+}
+
+fn coldkey(args: &ClientArgs) -> anyhow::Result<String> {
+    match (&args.coldkey, &args.wallet) {
+        (Some(c), _) if c.starts_with("//") || c.contains(' ') => Ok(SigningKey::from_uri(c)
+            .context("--coldkey")?
+            .ss58()
+            .to_owned()),
+        (Some(c), _) => {
+            s3_auth_api::auth::decode_ss58(c).context("--coldkey is not an SS58 address")?;
+            Ok(c.clone())
+        }
+        (None, Some(wallet)) => {
+            let dir = args.wallets_dir.clone().unwrap_or_else(default_wallets_dir);
+            Ok(load_coldkeypub(&dir, wallet)?)
+        }
+        (None, None) => anyhow::bail!("miners need --coldkey (SS58 or URI) or --wallet"),
+    }
+}
+
+async fn run_client(args: ClientArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.api, signing_key(&args)?)?;
+    match &args.role {
+        Role::Miner(MinerCommand::Upload { path, job_id }) => {
+            let coldkey = coldkey(&args)?;
+            let report = client.upload(&coldkey, path, job_id).await?;
+            for key in &report.uploaded {
+                println!("uploaded {key}");
+            }
+            for key in &report.skipped {
+                println!("already present {key}");
+            }
+            println!(
+                "{} uploaded, {} already present",
+                report.uploaded.len(),
+                report.skipped.len()
+            );
+        }
+        Role::Validator(ValidatorCommand::List { miner }) => {
+            for object in client.list_all(miner.as_deref()).await? {
+                println!("{}\t{}", object.size, object.key);
+            }
+        }
+        Role::Validator(ValidatorCommand::Download { keys, miner, out }) => {
+            for path in client.download(miner, keys, out).await? {
+                println!("{}", path.display());
+            }
+        }
+    }
     Ok(())
 }
 

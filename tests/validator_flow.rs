@@ -577,3 +577,57 @@ async fn structure_info_and_rate_limits_have_the_reference_fields() {
     assert_eq!(r["environment"]["region"], "us-east-1");
     assert!(r["limits_explanation"].is_object());
 }
+
+#[tokio::test]
+async fn list_urls_carry_a_continuation_token_when_asked() {
+    let app = TestApp::start().await;
+    let k = &app.keys;
+    let body = validator_body(
+        &k.validator,
+        |ts| format!("s3:validator:miner:{}:{ts}", k.miner.ss58),
+        json!({"miner_hotkey": k.miner.ss58, "continuation_token": "page/2+x"}),
+    );
+    let m: Value = app
+        .post("/get-miner-specific-access", &body)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        m["miner_url"]
+            .as_str()
+            .expect("url")
+            .contains("continuation-token=page%2F2%2Bx&")
+    );
+    let body = validator_body(
+        &k.validator,
+        access_msg,
+        json!({"continuation_token": "t1"}),
+    );
+    let g: Value = app
+        .post("/get-validator-access", &body)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        g["urls"]["global"]["list_all_data"]
+            .as_str()
+            .expect("url")
+            .contains("continuation-token=t1&")
+    );
+    // Without one, no such parameter (the reference's URLs).
+    let body = validator_body(&k.validator, access_msg, json!({}));
+    let g: Value = app
+        .post("/get-validator-access", &body)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        !g["urls"]["global"]["list_all_data"]
+            .as_str()
+            .expect("url")
+            .contains("continuation-token")
+    );
+}

@@ -8,7 +8,7 @@ use super::{AccessError, QuotaUsage};
 use crate::auth::{Commitment, decode_ss58};
 use crate::state::AppState;
 use crate::storage::post_policy::presign_post;
-use crate::storage::presign::presign_list;
+use crate::storage::presign::{ListQuery, presign_list};
 use crate::storage::{PostPolicyForm, PostPolicySpec};
 
 /// The folder of a miner: `data/hotkey={hotkey}/`.
@@ -100,9 +100,7 @@ impl AppState {
         let list_url = presign_list(
             &credentials,
             &self.location,
-            &folder,
-            None,
-            None,
+            ListQuery::prefix(&folder),
             signed_at,
             MINER_LIST_LIFETIME,
         )?;

@@ -14,7 +14,7 @@ use crate::auth::timestamp::RequestTime;
 use crate::auth::{Commitment, decode_ss58};
 use crate::state::AppState;
 use crate::storage::list_folders;
-use crate::storage::presign::{presign_list, presign_object};
+use crate::storage::presign::{ListQuery, presign_list, presign_object};
 
 /// Prefix under which every miner folder lives.
 pub const DATA_PREFIX: &str = "data/hotkey=";
@@ -42,6 +42,8 @@ pub struct ValidatorRequest<'a> {
     pub signature: &'a str,
     /// Requested expiry (defaults to timestamp + 24 h).
     pub expiry: Option<i64>,
+    /// For list URLs: the page after this ListObjectsV2 continuation token.
+    pub continuation_token: Option<&'a str>,
 }
 
 /// The answer to `/get-validator-access`.
@@ -177,9 +179,12 @@ impl AppState {
             presign_list(
                 &credentials,
                 &self.location,
-                DATA_PREFIX,
-                delimiter,
-                None,
+                ListQuery {
+                    prefix: DATA_PREFIX,
+                    delimiter,
+                    max_keys: None,
+                    continuation_token: req.continuation_token,
+                },
                 at,
                 VALIDATOR_LIST_LIFETIME,
             )
@@ -216,9 +221,12 @@ impl AppState {
         let miner_url = presign_list(
             &credentials,
             &self.location,
-            &prefix,
-            None,
-            Some(MINER_LIST_MAX_KEYS),
+            ListQuery {
+                prefix: &prefix,
+                delimiter: None,
+                max_keys: Some(MINER_LIST_MAX_KEYS),
+                continuation_token: req.continuation_token,
+            },
             now.into(),
             MINER_LIST_LIFETIME,
         )?;
@@ -335,9 +343,7 @@ impl AppState {
                 let presigned_url = presign_list(
                     &credentials,
                     &self.location,
-                    &path,
-                    None,
-                    None,
+                    ListQuery::prefix(&path),
                     at,
                     MINER_LIST_LIFETIME,
                 )?;

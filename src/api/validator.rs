@@ -23,6 +23,7 @@ struct Signed {
     timestamp: Option<i64>,
     signature: String,
     expiry: Option<i64>,
+    continuation_token: Option<String>,
 }
 
 impl Signed {
@@ -32,6 +33,7 @@ impl Signed {
             timestamp: f.opt_int("timestamp"),
             signature: f.string("signature"),
             expiry: f.opt_int("expiry"),
+            continuation_token: f.opt_string("continuation_token"),
         }
     }
 
@@ -41,6 +43,7 @@ impl Signed {
             timestamp: self.timestamp,
             signature: &self.signature,
             expiry: self.expiry,
+            continuation_token: self.continuation_token.as_deref(),
         }
     }
 }

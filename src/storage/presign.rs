@@ -100,26 +100,50 @@ pub fn presign_get(
     Ok(full)
 }
 
+/// The parameters of a ListObjectsV2 request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListQuery<'a> {
+    /// Only keys starting with this.
+    pub prefix: &'a str,
+    /// Group keys by this (usually `/`).
+    pub delimiter: Option<&'a str>,
+    /// Page size (S3's default 1000).
+    pub max_keys: Option<u32>,
+    /// The page after this token.
+    pub continuation_token: Option<&'a str>,
+}
+
+impl<'a> ListQuery<'a> {
+    /// Everything under `prefix`.
+    pub fn prefix(prefix: &'a str) -> Self {
+        Self {
+            prefix,
+            ..Self::default()
+        }
+    }
+}
+
 /// Presigns a ListObjectsV2 request on the bucket.
 pub fn presign_list(
     credentials: &Credentials,
     location: &BucketLocation,
-    prefix: &str,
-    delimiter: Option<&str>,
-    max_keys: Option<u32>,
+    list: ListQuery<'_>,
     now: SystemTime,
     expires_in: Duration,
 ) -> Result<String, PresignError> {
-    let max_keys = max_keys.map(|n| n.to_string());
-    let mut query: Vec<(&str, &str)> = Vec::with_capacity(4);
-    if let Some(d) = delimiter {
+    let max_keys = list.max_keys.map(|n| n.to_string());
+    let mut query: Vec<(&str, &str)> = Vec::with_capacity(5);
+    if let Some(t) = list.continuation_token {
+        query.push(("continuation-token", t));
+    }
+    if let Some(d) = list.delimiter {
         query.push(("delimiter", d));
     }
     query.push(("list-type", "2"));
     if let Some(m) = &max_keys {
         query.push(("max-keys", m));
     }
-    query.push(("prefix", prefix));
+    query.push(("prefix", list.prefix));
     presign_get(
         credentials,
         &location.region,
@@ -169,9 +193,7 @@ mod tests {
         let url = presign_list(
             &creds,
             &loc,
-            "data/hotkey=5X/",
-            None,
-            None,
+            ListQuery::prefix("data/hotkey=5X/"),
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_812_800),
             Duration::from_secs(10_800),
         )

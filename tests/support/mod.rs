@@ -14,8 +14,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3_auth_api::auth::encode_ss58;
 use s3_auth_api::{App, Config, build_app};
 use schnorrkel::{ExpansionMode, Keypair, MiniSecretKey};
@@ -134,31 +132,15 @@ impl S3Server {
     /// Starts the server with bucket [`BUCKET`] and the test credentials.
     pub async fn start() -> Self {
         let root = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(root.path().join(BUCKET)).expect("bucket dir");
-        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(
+        let (addr, task) = s3_auth_api::dev::start_embedded_s3(
+            "127.0.0.1:0".parse().expect("addr"),
+            root.path(),
+            &[BUCKET],
             S3_ACCESS_KEY,
             S3_SECRET_KEY,
-        ));
-        let service = builder.build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind s3");
-        let addr = listener.local_addr().expect("s3 addr");
-        let task = tokio::spawn(async move {
-            let http = ConnBuilder::new(TokioExecutor::new());
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let conn = http.serve_connection(TokioIo::new(socket), service.clone());
-                let conn = conn.into_owned();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-        });
+        )
+        .await
+        .expect("embedded S3 starts");
         Self {
             endpoint: format!("http://{addr}"),
             root,

@@ -1,0 +1,125 @@
+"""The service from Python, exactly as bittensor miners and validators call it.
+
+Keys come from substrate-interface's Keypair (what bittensor wallets wrap); HTTP from
+requests. The server is `s3-auth-api dev`, started from the binary in S3_AUTH_API_BIN.
+"""
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+from substrateinterface import Keypair
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api():
+    binary = os.environ.get("S3_AUTH_API_BIN")
+    if not binary or not os.path.exists(binary):
+        pytest.fail("S3_AUTH_API_BIN must point at the built s3-auth-api binary (scripts/test.sh sets it)")
+    port, s3_port = free_port(), free_port()
+    data = tempfile.mkdtemp()
+    proc = subprocess.Popen(
+        [binary, "dev", "--port", str(port), "--s3-port", str(s3_port), "--data-dir", data],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            if requests.get(f"{base}/healthcheck", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail("dev server did not become healthy in 30 s")
+        time.sleep(0.1)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def sign(keypair, message):
+    return keypair.sign(message).hex()
+
+
+def test_miner_uploads_and_validator_reads(api):
+    miner = Keypair.create_from_uri("//Charlie")
+    coldkey = Keypair.create_from_uri("//Charlie//stash")
+    ts = int(time.time())
+    message = f"s3:data:access:{coldkey.ss58_address}:{miner.ss58_address}:{ts}"
+    r = requests.post(f"{api}/get-folder-access", json={
+        "coldkey": coldkey.ss58_address, "hotkey": miner.ss58_address,
+        "timestamp": ts, "signature": sign(miner, message)})
+    assert r.status_code == 200, r.text
+    grant = r.json()
+    assert grant["folder"] == f"data/hotkey={miner.ss58_address}/"
+
+    payload = os.urandom(4096)
+    key = grant["folder"] + "job_id=job_py/data.parquet"
+    up = requests.post(grant["url"], data={**grant["fields"], "key": key},
+                       files={"file": ("data.parquet", payload)})
+    assert up.status_code == 204, up.text
+    assert key in requests.get(grant["list_url"]).text
+
+    validator = Keypair.create_from_uri("//Alice")
+    ts = int(time.time())
+    r = requests.post(f"{api}/get-validator-access", json={
+        "hotkey": validator.ss58_address, "timestamp": ts,
+        "signature": sign(validator, f"s3:validator:access:{ts}")})
+    assert r.status_code == 200, r.text
+    urls = r.json()["urls"]
+    assert key in requests.get(urls["global"]["list_all_data"]).text
+    assert f"data/hotkey={miner.ss58_address}/" in requests.get(urls["miners"]["list_all_miners"]).text
+
+    ts = int(time.time())
+    r = requests.post(f"{api}/get-miner-specific-access", json={
+        "hotkey": validator.ss58_address, "timestamp": ts, "miner_hotkey": miner.ss58_address,
+        "signature": sign(validator, f"s3:validator:miner:{miner.ss58_address}:{ts}")})
+    assert r.status_code == 200, r.text
+    assert key in requests.get(r.json()["miner_url"]).text
+
+    ts = int(time.time())
+    r = requests.post(f"{api}/get-file-presigned-urls", json={
+        "hotkey": validator.ss58_address, "timestamp": ts, "miner_hotkey": miner.ss58_address,
+        "file_keys": [key],
+        "signature": sign(validator, f"s3:validator:files:{miner.ss58_address}:{validator.ss58_address}:{ts}")})
+    assert r.status_code == 200, r.text
+    download = requests.get(r.json()["file_urls"][key]["presigned_url"])
+    assert download.status_code == 200
+    assert download.content == payload
+
+
+def test_polkadot_js_style_wrapped_signature(api):
+    miner = Keypair.create_from_uri("//Dave")
+    coldkey = Keypair.create_from_uri("//Dave//stash")
+    ts = int(time.time())
+    message = f"s3:data:access:{coldkey.ss58_address}:{miner.ss58_address}:{ts}"
+    r = requests.post(f"{api}/get-folder-access", json={
+        "coldkey": coldkey.ss58_address, "hotkey": miner.ss58_address, "timestamp": ts,
+        "signature": "0x" + sign(miner, f"<Bytes>{message}</Bytes>")})
+    assert r.status_code == 200, r.text
+
+
+def test_errors_are_fastapi_shaped(api):
+    r = requests.post(f"{api}/get-folder-access", json={"hotkey": "x"})
+    assert r.status_code == 422
+    assert {d["loc"][1] for d in r.json()["detail"]} == {"coldkey", "signature"}
+    validator = Keypair.create_from_uri("//Charlie")
+    ts = int(time.time())
+    r = requests.post(f"{api}/get-validator-access", json={
+        "hotkey": validator.ss58_address, "timestamp": ts,
+        "signature": sign(validator, f"s3:validator:access:{ts}")})
+    assert r.status_code == 401
+    assert r.json() == {"detail": "You are not validator"}
