@@ -64,6 +64,14 @@ pub struct Config {
     pub validator_min_alpha_stake: u64,
     /// `S3_OPERATION_TIMEOUT`: bound on server-side S3 work in one request (default 60 s).
     pub s3_operation_timeout: Duration,
+    /// `REQUEST_TIMEOUT`: bound on one request (default 75 s, above `S3_OPERATION_TIMEOUT`).
+    pub request_timeout: Duration,
+    /// `MAX_CONCURRENT_REQUESTS`: requests in flight before new ones get 503 (default 512).
+    pub max_concurrent_requests: usize,
+    /// `CORS_ORIGINS`: comma-separated allowed origins, or `*` (default).
+    pub cors_origins: Vec<String>,
+    /// `SHUTDOWN_GRACE_SECONDS`: time in-flight requests get after SIGTERM (default 25).
+    pub shutdown_grace: Duration,
     /// `LOG_LEVEL`: a tracing filter (default `info`).
     pub log_level: String,
     /// `LOG_FORMAT`: `text` (default) or `json`.
@@ -372,6 +380,20 @@ impl Config {
             "a positive number of seconds",
             positive,
         )?;
+        let request_timeout = secs("REQUEST_TIMEOUT", 75)?;
+        let shutdown_grace = secs("SHUTDOWN_GRACE_SECONDS", 25)?;
+        let max_concurrent_requests = env.parsed(
+            "MAX_CONCURRENT_REQUESTS",
+            512usize,
+            "a positive integer",
+            |n: &usize| *n > 0,
+        )?;
+        let cors_origins: Vec<String> = env
+            .string("CORS_ORIGINS", "*")
+            .split(',')
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
         let log_level = env.string("LOG_LEVEL", "info");
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError {
@@ -417,6 +439,10 @@ impl Config {
             require_coldkey_match,
             validator_min_alpha_stake,
             s3_operation_timeout: Duration::from_secs(s3_operation_timeout),
+            request_timeout,
+            max_concurrent_requests,
+            cors_origins,
+            shutdown_grace,
             log_level,
             log_format,
         })

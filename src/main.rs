@@ -198,16 +198,38 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", config.host, config.port)
         .parse()
         .context("HOST and PORT do not form a socket address")?;
+    let grace = config.shutdown_grace;
     let app = build_app(config).await.context("cannot start")?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "s3-auth-api listening");
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
-    Ok(())
+    serve_until_signal(listener, app.router, grace).await
+}
+
+/// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish for at most `grace`.
+async fn serve_until_signal(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    grace: std::time::Duration,
+) -> anyhow::Result<()> {
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = std::sync::Arc::clone(&stopping);
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        notify.notify_one();
+    });
+    let deadline = async {
+        stopping.notified().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result.context("server error"),
+        () = deadline => {
+            tracing::warn!(?grace, "grace period over with requests still in flight; exiting");
+            Ok(())
+        }
+    }
 }
 
 async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
@@ -226,11 +248,12 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     };
     let server = dev::start(&opts).await.context("cannot start dev mode")?;
     println!("{}", dev::banner(&server));
-    axum::serve(server.listener, server.app.router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
-    Ok(())
+    serve_until_signal(
+        server.listener,
+        server.app.router,
+        std::time::Duration::from_secs(5),
+    )
+    .await
 }
 
 fn signing_key(args: &ClientArgs) -> anyhow::Result<SigningKey> {

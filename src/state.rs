@@ -67,6 +67,8 @@ pub struct AppState {
     pub stats: Stats,
     /// When the service started.
     pub started: Instant,
+    /// Permits for requests in flight (`MAX_CONCURRENT_REQUESTS`); none left means 503.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The service could not start.
@@ -198,6 +200,7 @@ impl AppState {
             region: config.s3_region.clone(),
             public_endpoint: config.s3_public_endpoint_url.clone(),
         };
+        let max_in_flight = config.max_concurrent_requests;
         let state = Arc::new(Self {
             config,
             metagraph: Arc::clone(&metagraph),
@@ -209,6 +212,7 @@ impl AppState {
             window: TimestampWindow::default(),
             stats: Stats::default(),
             started: Instant::now(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
         });
 
         let mut handles = vec![syncer];

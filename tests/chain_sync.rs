@@ -327,6 +327,10 @@ async fn no_metagraph_yet_means_503_not_401() {
     let h: Value = res.json().await.expect("json");
     assert_eq!(h["metagraph_syncer"]["enabled"], false);
     assert!(h["metagraph_syncer"]["last_error"].is_string());
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    let r: Value = res.json().await.expect("json");
+    assert_eq!(r["checks"]["metagraph"], "missing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

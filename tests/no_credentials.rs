@@ -44,6 +44,11 @@ async fn no_credentials_means_503() {
     assert_eq!(h["credentials_ok"], false);
     assert_eq!(h["status"], "degraded");
 
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    let r: Value = res.json().await.expect("json");
+    assert_eq!(r["checks"]["credentials"], "missing");
+
     let res = app.post("/get-folder-access", &app.miner_request()).await;
     assert_eq!(res.status(), 503);
     let body: Value = res.json().await.expect("json");

@@ -115,6 +115,44 @@ pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
+/// Liveness: the process is up and answering.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: 200 only when a fresh metagraph is loaded, signing credentials are present
+/// and unexpired, and quotas can be counted (Redis reachable or fallback allowed).
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let metagraph = match state.metagraph.current() {
+        None => "missing",
+        Some(l) if l.age() > state.config.metagraph_max_age => "stale",
+        Some(_) => "ok",
+    };
+    let credentials = match state.credentials.cached() {
+        None => "missing",
+        Some(c) if c.expiry().is_some_and(|exp| exp <= SystemTime::now()) => "expired",
+        Some(_) => "ok",
+    };
+    let quota = if !state.quotas.uses_redis() || state.quotas.redis_ok() {
+        "ok"
+    } else if state.quotas.on_error() == crate::quota::OnRedisError::Fallback {
+        "fallback"
+    } else {
+        "unavailable"
+    };
+    let ready = metagraph == "ok" && credentials == "ok" && quota != "unavailable";
+    let body = json!({
+        "status": if ready { "ok" } else { "degraded" },
+        "checks": {"metagraph": metagraph, "credentials": credentials, "quota": quota},
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
 /// Health for the load balancer and for clients: 200 while this instance can serve
 /// auth requests (even with a shared dependency degraded), 503 when it cannot.
 pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {

@@ -3,18 +3,19 @@
 pub mod body;
 pub mod error;
 pub mod info;
+pub mod middleware;
 pub mod miner;
 pub mod validator;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 pub use error::ApiError;
 
@@ -46,24 +47,34 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/structure-info", get(info::structure_info))
         .route("/rate-limits", get(info::rate_limits))
         .route("/healthcheck", get(info::healthcheck))
+        .route("/healthz", get(info::healthz))
+        .route("/readyz", get(info::readyz))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body::BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(
+        .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
-            count_requests,
+            middleware::access,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(cors(&state.config.cors_origins))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".into()).into_response()
         }))
         .with_state(state)
 }
 
-async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    state.stats.record(response.status().as_u16());
-    response
+/// CORS from `CORS_ORIGINS`: `*` allows any origin (as the original), else a list.
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(Any);
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        layer.allow_origin(AllowOrigin::list(
+            origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
+    }
 }
 
 impl From<AccessError> for ApiError {

@@ -159,7 +159,6 @@ impl Quotas {
         on_error: OnRedisError,
         prefix: impl Into<String>,
     ) -> Self {
-        let redis_ok = redis.is_some();
         Self {
             redis,
             memory: MemoryStore::new(),
@@ -167,7 +166,8 @@ impl Quotas {
             prefix: prefix.into(),
             redis_down_until: Mutex::new(None),
             last_warning: Mutex::new(None),
-            redis_ok: AtomicBool::new(redis_ok),
+            // Unknown until the first command or probe answers.
+            redis_ok: AtomicBool::new(false),
             fallback_activations: AtomicU64::new(0),
         }
     }

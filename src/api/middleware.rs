@@ -1,0 +1,130 @@
+//! Cross-cutting HTTP behaviour: request ids, one access log line per request, a
+//! per-request timeout, load shedding, and request counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::body::BODY_LIMIT;
+use super::error::ApiError;
+use crate::state::AppState;
+
+/// The request id of a request, as sent in `x-request-id` or generated.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn generate_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos:016x}-{n:08x}")
+}
+
+fn valid_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| s.to_owned())
+}
+
+#[derive(Deserialize)]
+struct HotkeyOnly {
+    hotkey: Option<String>,
+}
+
+/// Paths that must answer even when the instance sheds load.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/healthcheck")
+}
+
+/// Request id, load shedding, timeout, counters and the access log line.
+pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(valid_id)
+        .unwrap_or_else(generate_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    // Routes have no path parameters, so the path names the route.
+    let route: String = req.uri().path().chars().take(100).collect();
+
+    // The caller's hotkey, for the log line: read from JSON bodies (never logged whole).
+    let mut hotkey = None;
+    if method == Method::POST {
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+            Ok(b) => b,
+            Err(_) => {
+                let response = ApiError::PayloadTooLarge { limit: BODY_LIMIT }.into_response();
+                return finish(&state, response, &id, &method, &route, None, started);
+            }
+        };
+        hotkey = serde_json::from_slice::<HotkeyOnly>(&bytes)
+            .ok()
+            .and_then(|h| h.hotkey)
+            .filter(|h| h.len() <= 64);
+        req = Request::from_parts(parts, Body::from(bytes));
+    }
+
+    let permit = if is_probe(req.uri().path()) {
+        None
+    } else {
+        match Arc::clone(&state.in_flight).try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let mut response =
+                    ApiError::Unavailable("Server busy; retry shortly".into()).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return finish(&state, response, &id, &method, &route, hotkey, started);
+            }
+        }
+    };
+    let response = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Timeout("Request timed out".into()).into_response(),
+    };
+    drop(permit);
+    finish(&state, response, &id, &method, &route, hotkey, started)
+}
+
+fn finish(
+    state: &AppState,
+    mut response: Response,
+    id: &str,
+    method: &Method,
+    route: &str,
+    hotkey: Option<String>,
+    started: Instant,
+) -> Response {
+    let status = response.status().as_u16();
+    state.stats.record(status);
+    if let Ok(v) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        target: "access",
+        method = %method,
+        route,
+        status,
+        latency_ms = (latency_ms * 100.0).round() / 100.0,
+        request_id = id,
+        hotkey = hotkey.as_deref().unwrap_or("-"),
+        "request"
+    );
+    response
+}
