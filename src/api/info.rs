@@ -16,6 +16,14 @@ use crate::quota::Backend;
 use crate::state::AppState;
 
 /// The commitment strings callers must sign, with examples.
+#[utoipa::path(
+    get,
+    path = "/commitment-formats",
+    tag = "info",
+    responses(
+        (status = 200, description = "Commitment templates, examples and instructions", body = Object),
+    )
+)]
 pub async fn commitment_formats() -> Json<Value> {
     Json(json!({
         "miner_format": formats::MINER,
@@ -49,6 +57,14 @@ pub async fn commitment_formats() -> Json<Value> {
 }
 
 /// The folder layout, example paths and the upload and read flows.
+#[utoipa::path(
+    get,
+    path = "/structure-info",
+    tag = "info",
+    responses(
+        (status = 200, description = "Folder structure, example paths and flows", body = Object),
+    )
+)]
 pub async fn structure_info(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
         "folder_structure": FOLDER_STRUCTURE,
@@ -82,6 +98,14 @@ pub async fn structure_info(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 /// The configured limits and today's global usage.
+#[utoipa::path(
+    get,
+    path = "/rate-limits",
+    tag = "info",
+    responses(
+        (status = 200, description = "Configured limits and the day's global usage", body = Object),
+    )
+)]
 pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
     let now = chrono::Utc::now();
     let used = state.quotas.global_usage(now).await;
@@ -116,12 +140,29 @@ pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 /// Liveness: the process is up and answering.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "The process is up", body = Object),
+    )
+)]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Readiness: 200 only when a fresh metagraph is loaded, signing credentials are present
 /// and unexpired, and quotas can be counted (Redis reachable or fallback allowed).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Ready: metagraph fresh, credentials valid, quotas countable", body = Object),
+        (status = 503, description = "Not ready; `checks` names what fails", body = Object),
+    )
+)]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let metagraph = match state.metagraph.current() {
         None => "missing",
@@ -155,6 +196,15 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// Health for the load balancer and for clients: 200 while this instance can serve
 /// auth requests (even with a shared dependency degraded), 503 when it cannot.
+#[utoipa::path(
+    get,
+    path = "/healthcheck",
+    tag = "ops",
+    responses(
+        (status = 200, description = "This instance can serve (status `ok` or `degraded`)", body = Object),
+        (status = 503, description = "This instance cannot serve (no metagraph or no credentials)", body = Object),
+    )
+)]
 pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::body::{Fields, JsonObject};
 use super::error::ApiError;
@@ -17,7 +18,7 @@ use crate::storage::post_policy::FormFields;
 pub const FOLDER_STRUCTURE: &str = "data/hotkey={hotkey_id}/job_id={job_id}/";
 
 /// How the folder layout is explained to callers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StructureInfo {
     /// The folder template.
     pub folder_structure: &'static str,
@@ -44,13 +45,16 @@ impl StructureInfo {
 }
 
 /// The 200 answer of `/get-folder-access`, field for field as the original.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FolderAccessResponse {
     /// `data/hotkey={hotkey}/`.
     pub folder: String,
     /// Where to POST the upload.
     pub url: String,
-    /// Form fields to send with the file.
+    /// Form fields to send with the file (`acl`, `x-amz-storage-class`, `key`,
+    /// `x-amz-algorithm`, `x-amz-credential`, `x-amz-date`, `policy`, `x-amz-signature`,
+    /// and `x-amz-security-token` with temporary credentials).
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub fields: FormFields,
     /// The request's expiry as a naive ISO-8601 UTC time.
     pub expiry: String,
@@ -68,6 +72,21 @@ pub fn naive_iso(unix: i64) -> String {
 }
 
 /// Grants a registered miner a POST policy for its own folder.
+#[utoipa::path(
+    post,
+    path = "/get-folder-access",
+    tag = "miners",
+    request_body = super::openapi::MinerAccessRequest,
+    responses(
+        (status = 200, description = "POST policy for the miner's folder, and a list URL", body = FolderAccessResponse),
+        (status = 400, description = "`Invalid timestamp`, or the hotkey is not an SS58 address", body = super::openapi::ErrorDetail),
+        (status = 401, description = "`Invalid signature` (unregistered hotkey or bad signature), or `Coldkey does not match hotkey owner`", body = super::openapi::ErrorDetail),
+        (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
+        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 429, description = "`Daily limit of N exceeded.` or `Global request limit reached.`", body = super::openapi::ErrorDetail),
+        (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
+    )
+)]
 pub async fn get_folder_access(
     State(state): State<Arc<AppState>>,
     body: JsonObject,

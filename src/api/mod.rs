@@ -5,6 +5,7 @@ pub mod error;
 pub mod info;
 pub mod middleware;
 pub mod miner;
+pub mod openapi;
 pub mod validator;
 
 use std::sync::Arc;
@@ -49,6 +50,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthcheck", get(info::healthcheck))
         .route("/healthz", get(info::healthz))
         .route("/readyz", get(info::readyz))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url(
+            "/openapi.json",
+            <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body::BODY_LIMIT))

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::body::{Fields, JsonObject};
 use super::error::ApiError;
@@ -49,21 +50,21 @@ impl Signed {
 }
 
 /// `urls.global` of `/get-validator-access`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct GlobalUrls {
     /// ListObjectsV2 of `data/hotkey=`.
     pub list_all_data: String,
 }
 
 /// `urls.miners` of `/get-validator-access`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MinersUrls {
     /// ListObjectsV2 of `data/hotkey=` with delimiter `/`.
     pub list_all_miners: String,
 }
 
 /// `urls` of `/get-validator-access`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ValidatorUrls {
     /// Over all data.
     pub global: GlobalUrls,
@@ -72,7 +73,7 @@ pub struct ValidatorUrls {
 }
 
 /// The 200 answer of `/get-validator-access`, as the original.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ValidatorAccessResponse {
     /// The bucket.
     pub bucket: String,
@@ -91,6 +92,21 @@ pub struct ValidatorAccessResponse {
 }
 
 /// Grants a validator list URLs over every miner's data.
+#[utoipa::path(
+    post,
+    path = "/get-validator-access",
+    tag = "validators",
+    request_body = super::openapi::ValidatorAccessRequest,
+    responses(
+        (status = 200, description = "List URLs over all miners (24 h)", body = ValidatorAccessResponse),
+        (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
+        (status = 401, description = "`You are not validator` or `Invalid signature`", body = super::openapi::ErrorDetail),
+        (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
+        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 429, description = "`Daily limit of N exceeded.` or `Global request limit reached.`", body = super::openapi::ErrorDetail),
+        (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
+    )
+)]
 pub async fn get_validator_access(
     State(state): State<Arc<AppState>>,
     body: JsonObject,
@@ -121,7 +137,7 @@ pub async fn get_validator_access(
 }
 
 /// The 200 answer of `/get-miner-specific-access`, as the original.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MinerSpecificResponse {
     /// The bucket.
     pub bucket: String,
@@ -138,6 +154,21 @@ pub struct MinerSpecificResponse {
 }
 
 /// Grants a validator a list URL for one miner's folder.
+#[utoipa::path(
+    post,
+    path = "/get-miner-specific-access",
+    tag = "validators",
+    request_body = super::openapi::MinerSpecificRequest,
+    responses(
+        (status = 200, description = "A list URL of one miner folder (3 h)", body = MinerSpecificResponse),
+        (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
+        (status = 401, description = "`You are not validator` or `Invalid signature`", body = super::openapi::ErrorDetail),
+        (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
+        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 429, description = "`Daily limit of N exceeded.` or `Global request limit reached.`", body = super::openapi::ErrorDetail),
+        (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
+    )
+)]
 pub async fn get_miner_specific_access(
     State(state): State<Arc<AppState>>,
     body: JsonObject,
@@ -161,14 +192,14 @@ pub async fn get_miner_specific_access(
 }
 
 /// One entry of `file_urls`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FileUrl {
     /// A presigned GET URL of the object.
     pub presigned_url: String,
 }
 
 /// The 200 answer of `/get-file-presigned-urls`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FileUrlsResponse {
     /// The caller.
     pub validator_hotkey: String,
@@ -191,6 +222,21 @@ pub struct FileUrlsResponse {
 }
 
 /// Grants a validator GET URLs for chosen files of one miner.
+#[utoipa::path(
+    post,
+    path = "/get-file-presigned-urls",
+    tag = "validators",
+    request_body = super::openapi::FileUrlsRequest,
+    responses(
+        (status = 200, description = "GET URLs for the valid keys", body = FileUrlsResponse),
+        (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
+        (status = 401, description = "`You are not validator` or `Invalid signature`", body = super::openapi::ErrorDetail),
+        (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
+        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 429, description = "`Daily limit of N exceeded.` or `Global request limit reached.`", body = super::openapi::ErrorDetail),
+        (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
+    )
+)]
 pub async fn get_file_presigned_urls(
     State(state): State<Arc<AppState>>,
     body: JsonObject,
@@ -230,7 +276,7 @@ pub async fn get_file_presigned_urls(
 }
 
 /// One job folder in `/get-folder-presigned-urls`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobFolderEntry {
     /// The job id.
     pub job_id: String,
@@ -241,7 +287,7 @@ pub struct JobFolderEntry {
 }
 
 /// One miner in `/get-folder-presigned-urls`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MinerFolderEntry {
     /// `data/hotkey={miner}/`.
     pub miner_path: String,
@@ -252,7 +298,7 @@ pub struct MinerFolderEntry {
 }
 
 /// The 200 answer of `/get-folder-presigned-urls`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FolderUrlsResponse {
     /// The caller.
     pub validator_hotkey: String,
@@ -269,6 +315,22 @@ pub struct FolderUrlsResponse {
 }
 
 /// Lists miners' job folders and grants a list URL per folder.
+#[utoipa::path(
+    post,
+    path = "/get-folder-presigned-urls",
+    tag = "validators",
+    request_body = super::openapi::FolderUrlsRequest,
+    responses(
+        (status = 200, description = "A list URL per job folder (3 h)", body = FolderUrlsResponse),
+        (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
+        (status = 401, description = "`You are not validator` or `Invalid signature`", body = super::openapi::ErrorDetail),
+        (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
+        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 429, description = "`Daily limit of N exceeded.` or `Global request limit reached.`", body = super::openapi::ErrorDetail),
+        (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
+        (status = 504, description = "`S3 operation timeout - try again`", body = super::openapi::ErrorDetail),
+    )
+)]
 pub async fn get_folder_presigned_urls(
     State(state): State<Arc<AppState>>,
     body: JsonObject,

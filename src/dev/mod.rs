@@ -214,7 +214,7 @@ pub fn banner(server: &DevServer) -> String {
     let mut out = String::new();
     out.push_str("s3-auth-api dev: everything in one process, nothing leaves this machine\n\n");
     out.push_str(&format!(
-        "  API          {api}\n  Health       {api}/healthcheck\n"
+        "  API          {api}\n  API docs     {api}/docs\n  Health       {api}/healthcheck\n"
     ));
     out.push_str(&format!(
         "  S3 endpoint  http://{}  bucket {DEV_BUCKET}\n  S3 keys      {DEV_ACCESS_KEY} / {DEV_SECRET_KEY} (development only)\n\n",

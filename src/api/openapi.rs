@@ -1,0 +1,160 @@
+//! The OpenAPI document (`/openapi.json`) and its request and error schemas. Request
+//! bodies are validated by hand (for FastAPI-shaped 422s); these types only document them.
+
+#![allow(dead_code)]
+
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use super::{info, miner, validator};
+
+/// Every route of the router, as (method, path).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/get-folder-access"),
+    ("post", "/get-validator-access"),
+    ("post", "/get-miner-specific-access"),
+    ("post", "/get-file-presigned-urls"),
+    ("post", "/get-folder-presigned-urls"),
+    ("get", "/commitment-formats"),
+    ("get", "/structure-info"),
+    ("get", "/rate-limits"),
+    ("get", "/healthcheck"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+];
+
+/// An error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"detail": "Invalid signature"}))]
+pub struct ErrorDetail {
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// One body-validation problem (FastAPI's shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationIssue {
+    /// pydantic's error type, e.g. `missing`, `string_type`, `json_invalid`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where: `["body", "<field>"]`.
+    pub loc: Vec<serde_json::Value>,
+    /// The message.
+    pub msg: String,
+}
+
+/// A 422 answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"detail": [{"type": "missing", "loc": ["body", "signature"], "msg": "Field required"}]}))]
+pub struct ValidationErrors {
+    /// The problems.
+    pub detail: Vec<ValidationIssue>,
+}
+
+/// Body of `/get-folder-access`. Sign `s3:data:access:{coldkey}:{hotkey}:{timestamp}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"coldkey": "5GNJqTPyNqANBkUVMN1LPPrxXnFouWXoe2wNSmmEoLctxiZY", "hotkey": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", "timestamp": 1763812800, "signature": "0x5e4f..."}))]
+pub struct MinerAccessRequest {
+    /// The coldkey that owns the hotkey (SS58).
+    pub coldkey: String,
+    /// The miner's hotkey (SS58, prefix 42).
+    pub hotkey: String,
+    /// Unix seconds (default: now); within 300 s past and 60 s future.
+    pub timestamp: Option<i64>,
+    /// Hex sr25519 signature of the commitment, with or without `0x`.
+    pub signature: String,
+    /// Unix seconds after which the request is refused (default timestamp + 86400).
+    pub expiry: Option<i64>,
+}
+
+/// Body of `/get-validator-access`. Sign `s3:validator:access:{timestamp}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidatorAccessRequest {
+    /// The validator's hotkey.
+    pub hotkey: String,
+    /// Unix seconds (default: now).
+    pub timestamp: Option<i64>,
+    /// Hex sr25519 signature of the commitment.
+    pub signature: String,
+    /// Unix seconds after which the request is refused.
+    pub expiry: Option<i64>,
+    /// The page after this ListObjectsV2 continuation token (an addition).
+    pub continuation_token: Option<String>,
+}
+
+/// Body of `/get-miner-specific-access`. Sign `s3:validator:miner:{miner_hotkey}:{timestamp}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MinerSpecificRequest {
+    /// The validator's hotkey.
+    pub hotkey: String,
+    /// Unix seconds (default: now).
+    pub timestamp: Option<i64>,
+    /// Hex sr25519 signature of the commitment.
+    pub signature: String,
+    /// Unix seconds after which the request is refused.
+    pub expiry: Option<i64>,
+    /// The miner whose folder is listed (SS58; 400 when absent).
+    pub miner_hotkey: Option<String>,
+    /// The page after this ListObjectsV2 continuation token (an addition).
+    pub continuation_token: Option<String>,
+}
+
+/// Body of `/get-file-presigned-urls`. Sign
+/// `s3:validator:files:{miner_hotkey}:{hotkey}:{timestamp}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileUrlsRequest {
+    /// The validator's hotkey.
+    pub hotkey: String,
+    /// Unix seconds (default: now).
+    pub timestamp: Option<i64>,
+    /// Hex sr25519 signature of the commitment.
+    pub signature: String,
+    /// The miner whose files are read (SS58).
+    pub miner_hotkey: Option<String>,
+    /// Object keys under `data/hotkey={miner_hotkey}/`, at most 1000.
+    pub file_keys: Vec<String>,
+    /// URL lifetime in hours, 1 to 24 (default 1).
+    pub expiry_hours: Option<i64>,
+}
+
+/// Body of `/get-folder-presigned-urls`. Sign `s3:validator:folders:{hotkey}:{timestamp}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FolderUrlsRequest {
+    /// The validator's hotkey.
+    pub hotkey: String,
+    /// Unix seconds (default: now).
+    pub timestamp: Option<i64>,
+    /// Hex sr25519 signature of the commitment.
+    pub signature: String,
+    /// Only these miners (SS58).
+    pub miner_hotkeys: Option<Vec<String>>,
+}
+
+/// The service's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "s3-auth-api",
+        description = "Presigned S3 access for Bittensor subnet miners and validators, granted after an sr25519 signature by the caller's hotkey."
+    ),
+    paths(
+        miner::get_folder_access,
+        validator::get_validator_access,
+        validator::get_miner_specific_access,
+        validator::get_file_presigned_urls,
+        validator::get_folder_presigned_urls,
+        info::commitment_formats,
+        info::structure_info,
+        info::rate_limits,
+        info::healthcheck,
+        info::healthz,
+        info::readyz,
+    ),
+    tags(
+        (name = "miners", description = "Upload access for miners"),
+        (name = "validators", description = "Read access for validators"),
+        (name = "info", description = "Formats, structure and limits"),
+        (name = "ops", description = "Health and readiness"),
+    )
+)]
+pub struct ApiDoc;
