@@ -257,11 +257,11 @@ impl Config {
                 session_token: env.raw("AWS_SESSION_TOKEN"),
             }),
             (None, None) => None,
-            (Some(id), None) => {
+            (Some(_), None) => {
                 return Err(ConfigError {
                     var: "AWS_SECRET_ACCESS_KEY",
                     value: String::new(),
-                    expected: format!("a secret key, since AWS_ACCESS_KEY_ID is set ({id})"),
+                    expected: "a secret key, since AWS_ACCESS_KEY_ID is set".into(),
                 });
             }
             (None, Some(_)) => {
@@ -298,9 +298,10 @@ impl Config {
         if let Some(url) = &redis_url
             && redis::Client::open(url.as_str()).is_err()
         {
+            // The URL may hold a password: never echo it.
             return Err(ConfigError {
                 var: "REDIS_URL",
-                value: url.clone(),
+                value: "<hidden>".into(),
                 expected: "a redis:// or rediss:// URL".into(),
             });
         }
@@ -504,6 +505,9 @@ mod tests {
         assert_eq!(e.var, "QUOTA_ON_REDIS_ERROR");
         let e = with(&[("S3_BUCKET", "b-1"), ("AWS_ACCESS_KEY_ID", "AKIA")]).unwrap_err();
         assert_eq!(e.var, "AWS_SECRET_ACCESS_KEY");
+        let e = with(&[("S3_BUCKET", "b-1"), ("REDIS_URL", "http://:secret@h")]).unwrap_err();
+        assert_eq!(e.var, "REDIS_URL");
+        assert!(!e.to_string().contains("secret"));
         let e = with(&[("S3_BUCKET", "b-1"), ("BT_NETWORK", "mainnet")]).unwrap_err();
         assert_eq!(e.var, "BT_NETWORK");
         let e = with(&[("S3_BUCKET", "b-1"), ("SUBTENSOR_URL", "http://x")]).unwrap_err();

@@ -3,26 +3,10 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Options, TestApp, free_port, validator_body};
-
-/// A TCP server that accepts connections and never answers (a hung S3).
-async fn black_hole() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            open.push(socket);
-        }
-    });
-    (addr, task)
-}
 
 fn folders_body(app: &TestApp) -> Value {
     let k = &app.keys;
@@ -137,7 +121,7 @@ async fn cors_allows_any_origin_by_default_and_a_list_when_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_with_503_and_probes_still_answer() {
-    let (s3, _hole) = black_hole().await;
+    let (s3, _hole) = support::black_hole().await;
     let app = TestApp::start_with(Options {
         env: vec![
             ("S3_ENDPOINT_URL", format!("http://{s3}")),
@@ -181,7 +165,7 @@ async fn overload_is_shed_with_503_and_probes_still_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_over_request_timeout_gets_504() {
-    let (s3, _hole) = black_hole().await;
+    let (s3, _hole) = support::black_hole().await;
     let app = TestApp::start_with(Options {
         env: vec![
             ("S3_ENDPOINT_URL", format!("http://{s3}")),
@@ -205,7 +189,7 @@ async fn a_request_over_request_timeout_gets_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_an_in_flight_request() {
-    let (s3, _hole) = black_hole().await;
+    let (s3, _hole) = support::black_hole().await;
     let keys = support::Keys::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let metagraph = dir.path().join("metagraph.json");

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -494,17 +493,7 @@ async fn validator_calls_count_against_the_validator_limit() {
 
 #[tokio::test]
 async fn a_hung_s3_gives_504_within_the_operation_timeout() {
-    // A TCP server that accepts connections and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    let hold = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            open.push(socket);
-        }
-    });
+    let (addr, hold) = support::black_hole().await;
     let app = TestApp::start_with(Options {
         env: vec![
             ("S3_ENDPOINT_URL", format!("http://{addr}")),

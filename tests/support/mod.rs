@@ -422,6 +422,21 @@ impl Drop for TestApp {
     }
 }
 
+/// A TCP server that accepts connections and never answers (a hung S3).
+pub async fn black_hole() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    (addr, task)
+}
+
 /// Writes `value` to `path` atomically (write then rename).
 pub fn write_json(path: &Path, value: &Value) {
     let tmp = path.with_extension("tmp");
