@@ -72,6 +72,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `SHUTDOWN_GRACE_SECONDS`: time in-flight requests get after SIGTERM (default 25).
     pub shutdown_grace: Duration,
+    /// `METRICS_TOKEN`: enables `/metrics`, served only with `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
     /// `LOG_LEVEL`: a tracing filter (default `info`).
     pub log_level: String,
     /// `LOG_FORMAT`: `text` (default) or `json`.
@@ -99,6 +101,16 @@ impl std::fmt::Debug for StaticCredentials {
                 &self.session_token.as_ref().map(|_| "<redacted>"),
             )
             .finish()
+    }
+}
+
+/// A secret string; `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -395,6 +407,7 @@ impl Config {
             .map(|o| o.trim().to_owned())
             .filter(|o| !o.is_empty())
             .collect();
+        let metrics_token = env.raw("METRICS_TOKEN").map(Secret);
         let log_level = env.string("LOG_LEVEL", "info");
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError {
@@ -444,6 +457,7 @@ impl Config {
             max_concurrent_requests,
             cors_origins,
             shutdown_grace,
+            metrics_token,
             log_level,
             log_format,
         })

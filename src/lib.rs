@@ -11,6 +11,7 @@ pub mod config;
 pub mod dev;
 pub mod keys;
 pub mod metagraph;
+pub mod metrics;
 pub mod quota;
 pub mod state;
 pub mod storage;

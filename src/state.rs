@@ -65,6 +65,8 @@ pub struct AppState {
     pub window: TimestampWindow,
     /// Request counters.
     pub stats: Stats,
+    /// Prometheus counters and histograms.
+    pub metrics: crate::metrics::Metrics,
     /// When the service started.
     pub started: Instant,
     /// Permits for requests in flight (`MAX_CONCURRENT_REQUESTS`); none left means 503.
@@ -211,6 +213,7 @@ impl AppState {
             s3_health,
             window: TimestampWindow::default(),
             stats: Stats::default(),
+            metrics: crate::metrics::Metrics::default(),
             started: Instant::now(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
         });

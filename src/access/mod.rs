@@ -159,6 +159,12 @@ impl AppState {
         Ok(self.credentials.get().await?)
     }
 
+    /// Counts a refused request in the metrics and hands the error back.
+    pub fn observe(&self, err: AccessError) -> AccessError {
+        self.metrics.observe_access_error(&err);
+        err
+    }
+
     /// Verifies `signature` by `hotkey` over the commitment `message`.
     pub fn verify(&self, hotkey: &str, message: &str, signature: &str) -> Result<(), AccessError> {
         // A hotkey in the metagraph that is not SS58 cannot have signed anything.

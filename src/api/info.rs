@@ -139,6 +139,118 @@ pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
+/// Prometheus metrics, when `METRICS_TOKEN` is set, for `Authorization: Bearer <token>`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::api::openapi::ErrorDetail),
+        (status = 404, description = "Metrics are off (no METRICS_TOKEN)", body = crate::api::openapi::ErrorDetail),
+    )
+)]
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let Some(token) = &state.config.metrics_token else {
+        return crate::api::ApiError::NotFound.into_response();
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compare in constant time so the token cannot be guessed byte by byte.
+    let ok = presented.is_some_and(|p| {
+        p.len() == token.0.len()
+            && p.bytes()
+                .zip(token.0.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !ok {
+        return crate::api::ApiError::Unauthorized("Unauthorized".into()).into_response();
+    }
+    let mut out = String::with_capacity(4096);
+    state.metrics.render(&mut out);
+    use crate::metrics::gauge;
+    let fallbacks = state.quotas.fallback_activations() as f64;
+    gauge(
+        &mut out,
+        "s3_auth_redis_fallback_activations",
+        "Requests counted in process because Redis failed.",
+        fallbacks,
+    );
+    gauge(
+        &mut out,
+        "s3_auth_redis_up",
+        "1 when the last Redis operation succeeded.",
+        f64::from(u8::from(state.quotas.redis_ok())),
+    );
+    if let Some(l) = state.metagraph.current() {
+        gauge(
+            &mut out,
+            "s3_auth_metagraph_block",
+            "Block of the current metagraph.",
+            l.metagraph.block() as f64,
+        );
+        gauge(
+            &mut out,
+            "s3_auth_metagraph_hotkeys",
+            "Hotkeys in the current metagraph.",
+            l.metagraph.len() as f64,
+        );
+        gauge(
+            &mut out,
+            "s3_auth_metagraph_age_seconds",
+            "Seconds since the metagraph was confirmed by its source.",
+            l.age().as_secs_f64(),
+        );
+    }
+    gauge(
+        &mut out,
+        "s3_auth_metagraph_sync_failures",
+        "Consecutive failed metagraph syncs.",
+        f64::from(state.metagraph.status().consecutive_failures),
+    );
+    if let Some(s3) = state.s3_health.last() {
+        gauge(
+            &mut out,
+            "s3_auth_s3_up",
+            "1 when the last HeadBucket succeeded.",
+            f64::from(u8::from(s3.ok)),
+        );
+        gauge(
+            &mut out,
+            "s3_auth_s3_latency_seconds",
+            "Latency of the last HeadBucket.",
+            s3.latency_ms / 1000.0,
+        );
+    }
+    if let Some(exp) = state.credentials.cached().and_then(|c| c.expiry()) {
+        let left = exp
+            .duration_since(SystemTime::now())
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        gauge(
+            &mut out,
+            "s3_auth_credentials_expiry_seconds",
+            "Seconds until the signing credentials expire.",
+            left,
+        );
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response()
+}
+
 /// Liveness: the process is up and answering.
 #[utoipa::path(
     get,

@@ -112,6 +112,15 @@ fn finish(
 ) -> Response {
     let status = response.status().as_u16();
     state.stats.record(status);
+    // Label only known routes, so arbitrary paths cannot grow the metrics without bound.
+    let label = if super::openapi::ROUTES.iter().any(|(_, p)| *p == route) || route == "/metrics" {
+        route
+    } else {
+        "unmatched"
+    };
+    state
+        .metrics
+        .observe_request(label, status, started.elapsed().as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(id) {
         response.headers_mut().insert("x-request-id", v);
     }

@@ -106,7 +106,10 @@ pub async fn get_folder_access(
         signature: &signature,
         expiry,
     };
-    let grant = state.grant_miner(&request, Utc::now()).await?;
+    let grant = state
+        .grant_miner(&request, Utc::now())
+        .await
+        .map_err(|e| state.observe(e))?;
     let body = FolderAccessResponse {
         folder: grant.folder,
         url: grant.form.url,

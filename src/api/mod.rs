@@ -50,6 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthcheck", get(info::healthcheck))
         .route("/healthz", get(info::healthz))
         .route("/readyz", get(info::readyz))
+        .route("/metrics", get(info::metrics))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url(
             "/openapi.json",
             <openapi::ApiDoc as utoipa::OpenApi>::openapi(),

@@ -21,6 +21,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthcheck"),
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/metrics"),
 ];
 
 /// An error answer.
@@ -130,6 +131,20 @@ pub struct FolderUrlsRequest {
     pub miner_hotkeys: Option<Vec<String>>,
 }
 
+/// Declares the bearer scheme `/metrics` uses.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
 /// The service's OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
@@ -149,7 +164,9 @@ pub struct FolderUrlsRequest {
         info::healthcheck,
         info::healthz,
         info::readyz,
+        info::metrics,
     ),
+    modifiers(&BearerAuth),
     tags(
         (name = "miners", description = "Upload access for miners"),
         (name = "validators", description = "Read access for validators"),

@@ -115,7 +115,10 @@ pub async fn get_validator_access(
     let signed = Signed::read(&mut f);
     f.finish()?;
     let now = Utc::now();
-    let grant = state.grant_validator(&signed.request(), now).await?;
+    let grant = state
+        .grant_validator(&signed.request(), now)
+        .await
+        .map_err(|e| state.observe(e))?;
     let lifetime = VALIDATOR_LIST_LIFETIME.as_secs();
     let body = ValidatorAccessResponse {
         bucket: state.config.s3_bucket.clone(),
@@ -179,7 +182,8 @@ pub async fn get_miner_specific_access(
     f.finish()?;
     let grant = state
         .grant_miner_listing(&signed.request(), miner_hotkey.as_deref(), Utc::now())
-        .await?;
+        .await
+        .map_err(|e| state.observe(e))?;
     let body = MinerSpecificResponse {
         bucket: state.config.s3_bucket.clone(),
         region: state.config.s3_region.clone(),
@@ -255,7 +259,8 @@ pub async fn get_file_presigned_urls(
             expiry_hours,
             Utc::now(),
         )
-        .await?;
+        .await
+        .map_err(|e| state.observe(e))?;
     let total_valid = grant.urls.len();
     let body = FileUrlsResponse {
         validator_hotkey: signed.hotkey,
@@ -341,7 +346,8 @@ pub async fn get_folder_presigned_urls(
     f.finish()?;
     let grant = state
         .grant_folders(&signed.request(), miner_hotkeys.as_deref(), Utc::now())
-        .await?;
+        .await
+        .map_err(|e| state.observe(e))?;
     let folder_urls: BTreeMap<String, MinerFolderEntry> = grant
         .miners
         .into_iter()
