@@ -25,6 +25,9 @@ async fn healthcheck_reports_the_reference_fields() {
     assert_eq!(h["s3_ok"], true);
     assert!(h["s3_latency_ms"].is_number());
     assert_eq!(h["redis_ok"], true);
+    assert_eq!(h["credentials_ok"], true);
+    assert_eq!(h["credentials"]["source"], "environment");
+    assert!(h["credentials"]["expires_at"].is_null());
     assert!(h["timestamp"].is_f64());
     assert_eq!(h["metagraph_syncer"]["enabled"], true);
     assert_eq!(h["metagraph_syncer"]["netuid"], 46);

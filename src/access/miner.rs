@@ -9,7 +9,7 @@ use crate::auth::{Commitment, decode_ss58};
 use crate::state::AppState;
 use crate::storage::post_policy::presign_post;
 use crate::storage::presign::{ListQuery, presign_list};
-use crate::storage::{PostPolicyForm, PostPolicySpec};
+use crate::storage::{PostPolicyForm, PostPolicySpec, fit_lifetime};
 
 /// The folder of a miner: `data/hotkey={hotkey}/`.
 pub fn miner_folder(hotkey: &str) -> String {
@@ -93,7 +93,7 @@ impl AppState {
                 key_prefix: folder.clone(),
                 min_size: MIN_UPLOAD_BYTES,
                 max_size: MAX_UPLOAD_BYTES,
-                expires_in: MINER_POLICY_LIFETIME,
+                expires_in: fit_lifetime(&credentials, MINER_POLICY_LIFETIME, signed_at),
             },
             signed_at,
         );
@@ -102,7 +102,7 @@ impl AppState {
             &self.location,
             ListQuery::prefix(&folder),
             signed_at,
-            MINER_LIST_LIFETIME,
+            fit_lifetime(&credentials, MINER_LIST_LIFETIME, signed_at),
         )?;
         Ok(MinerGrant {
             folder,

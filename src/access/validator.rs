@@ -13,8 +13,8 @@ use super::{AccessError, QuotaUsage, miner_folder};
 use crate::auth::timestamp::RequestTime;
 use crate::auth::{Commitment, decode_ss58};
 use crate::state::AppState;
-use crate::storage::list_folders;
 use crate::storage::presign::{ListQuery, presign_list, presign_object};
+use crate::storage::{fit_lifetime, list_folders};
 
 /// Prefix under which every miner folder lives.
 pub const DATA_PREFIX: &str = "data/hotkey=";
@@ -53,6 +53,8 @@ pub struct ValidatorGrant {
     pub list_all_data: String,
     /// ListObjectsV2 of `data/hotkey=` with delimiter `/`: one prefix per miner (24 h).
     pub list_all_miners: String,
+    /// How long the URLs are valid (24 h unless the credentials expire sooner).
+    pub expires_in: Duration,
     /// Quota after this request.
     pub usage: QuotaUsage,
 }
@@ -175,6 +177,7 @@ impl AppState {
             )
             .await?;
         let at: SystemTime = now.into();
+        let expires_in = fit_lifetime(&credentials, VALIDATOR_LIST_LIFETIME, at);
         let list = |delimiter| {
             presign_list(
                 &credentials,
@@ -186,12 +189,13 @@ impl AppState {
                     continuation_token: req.continuation_token,
                 },
                 at,
-                VALIDATOR_LIST_LIFETIME,
+                expires_in,
             )
         };
         Ok(ValidatorGrant {
             list_all_data: list(None)?,
             list_all_miners: list(Some("/"))?,
+            expires_in,
             usage,
         })
     }
@@ -228,7 +232,7 @@ impl AppState {
                 continuation_token: req.continuation_token,
             },
             now.into(),
-            MINER_LIST_LIFETIME,
+            fit_lifetime(&credentials, MINER_LIST_LIFETIME, now.into()),
         )?;
         Ok(MinerListGrant {
             prefix,
@@ -275,8 +279,8 @@ impl AppState {
             )
             .await?;
         let prefix = miner_folder(miner);
-        let expires_in = Duration::from_secs(hours as u64 * 3600);
         let at: SystemTime = now.into();
+        let expires_in = fit_lifetime(&credentials, Duration::from_secs(hours as u64 * 3600), at);
         let mut urls = BTreeMap::new();
         let mut invalid_keys = Vec::new();
         for key in file_keys {
@@ -328,6 +332,7 @@ impl AppState {
         .await
         .map_err(|_| AccessError::S3Timeout)??;
         let at: SystemTime = now.into();
+        let expires_in = fit_lifetime(&credentials, MINER_LIST_LIFETIME, at);
         let mut miners = BTreeMap::new();
         for (miner, jobs) in listing {
             let miner_path = miner_folder(&miner);
@@ -345,7 +350,7 @@ impl AppState {
                     &self.location,
                     ListQuery::prefix(&path),
                     at,
-                    MINER_LIST_LIFETIME,
+                    expires_in,
                 )?;
                 job_folders.push(JobFolder {
                     job_id,
@@ -365,7 +370,7 @@ impl AppState {
         }
         Ok(FolderGrant {
             miners,
-            expires_in: MINER_LIST_LIFETIME,
+            expires_in,
             usage,
         })
     }

@@ -400,6 +400,12 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         "s3_latency_ms": s3.latency_ms,
         "redis_ok": redis_ok,
         "credentials_ok": credentials_ok,
+        "credentials": {
+            "source": state.credentials.source_name(),
+            "expires_at": state.credentials.cached().and_then(|c| c.expiry()).map(|e| {
+                chrono::DateTime::<chrono::Utc>::from(e).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            }),
+        },
         "metagraph_syncer": metagraph_syncer,
         "quota": {
             "backend": match quota_backend { Backend::Redis => "redis", Backend::Memory => "memory" },

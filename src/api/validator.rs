@@ -15,7 +15,6 @@ use super::error::ApiError;
 use super::json_with_quota;
 use super::miner::{StructureInfo, naive_iso};
 use crate::access::ValidatorRequest;
-use crate::access::validator::VALIDATOR_LIST_LIFETIME;
 use crate::state::AppState;
 
 /// The signed fields every validator body has.
@@ -119,7 +118,7 @@ pub async fn get_validator_access(
         .grant_validator(&signed.request(), now)
         .await
         .map_err(|e| state.observe(e))?;
-    let lifetime = VALIDATOR_LIST_LIFETIME.as_secs();
+    let lifetime = grant.expires_in.as_secs();
     let body = ValidatorAccessResponse {
         bucket: state.config.s3_bucket.clone(),
         region: state.config.s3_region.clone(),

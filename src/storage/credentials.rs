@@ -13,6 +13,32 @@ const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(15 * 60);
 /// Bound on one call to the credential chain.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 
+static SHORTENED_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The lifetime a presigned URL or policy can really have: `wanted`, shortened when the
+/// signing credentials expire sooner (a signature dies with its credentials). Logs a
+/// warning the first time it shortens.
+pub fn fit_lifetime(credentials: &Credentials, wanted: Duration, now: SystemTime) -> Duration {
+    let Some(left) = credentials
+        .expiry()
+        .map(|exp| exp.duration_since(now).unwrap_or_default())
+    else {
+        return wanted;
+    };
+    if left >= wanted {
+        return wanted;
+    }
+    if !SHORTENED_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            wanted_secs = wanted.as_secs(),
+            granted_secs = left.as_secs(),
+            "signing credentials expire before the requested lifetime; shortening presigned lifetimes (use long-lived keys, e.g. from Secrets Manager)"
+        );
+    }
+    // Whole seconds, at least one.
+    Duration::from_secs(left.as_secs().max(1))
+}
+
 /// No usable signing credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -60,6 +86,15 @@ impl CredentialSource {
                     .unwrap_or_else(|| Credentials::new("", "", None, None, "none"));
                 SharedCredentialsProvider::new(creds)
             }
+        }
+    }
+
+    /// Where the credentials come from: `environment` or `default-chain`.
+    pub fn source_name(&self) -> &'static str {
+        if self.provider.is_some() {
+            "default-chain"
+        } else {
+            "environment"
         }
     }
 
@@ -112,5 +147,35 @@ impl CredentialSource {
         let creds = Arc::new(creds);
         self.current.store(Some(Arc::clone(&creds)));
         Ok(creds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_fit_the_credentials() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let day = Duration::from_secs(86_400);
+        let forever = Credentials::new("a", "b", None, None, "t");
+        assert_eq!(fit_lifetime(&forever, day, now), day);
+        let hour_left = Credentials::new(
+            "a",
+            "b",
+            Some("tok".into()),
+            Some(now + Duration::from_secs(3600)),
+            "t",
+        );
+        assert_eq!(
+            fit_lifetime(&hour_left, day, now),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            fit_lifetime(&hour_left, Duration::from_secs(60), now),
+            Duration::from_secs(60)
+        );
+        let expired = Credentials::new("a", "b", None, Some(now - Duration::from_secs(5)), "t");
+        assert_eq!(fit_lifetime(&expired, day, now), Duration::from_secs(1));
     }
 }

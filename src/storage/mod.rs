@@ -7,7 +7,7 @@ pub mod listing;
 pub mod post_policy;
 pub mod presign;
 
-pub use credentials::{CredentialError, CredentialSource};
+pub use credentials::{CredentialError, CredentialSource, fit_lifetime};
 pub use health::S3Health;
 pub use listing::{ListError, list_folders};
 pub use post_policy::{PostPolicyForm, PostPolicySpec};
