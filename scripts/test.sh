@@ -16,14 +16,18 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/s3-auth-api-target}"
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# Python tools the tests use: the clients' libraries (tests/python) and moto, a local AWS
+# API emulator for the Secrets Manager tests.
+venv="${S3_AUTH_API_VENV:-$HOME/.cache/s3-auth-api-venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+export MOTO_SERVER_BIN="$venv/bin/moto_server"
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --locked --all-targets 2>&1 | tee "$log"
 
 # Compatibility with the Python ecosystem: the real clients' libraries against `dev`.
-venv="${S3_AUTH_API_VENV:-$HOME/.cache/s3-auth-api-venv}"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 S3_AUTH_API_BIN="$CARGO_TARGET_DIR/debug/s3-auth-api" \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee -a "$log"
 

@@ -72,6 +72,12 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `SHUTDOWN_GRACE_SECONDS`: time in-flight requests get after SIGTERM (default 25).
     pub shutdown_grace: Duration,
+    /// `AWS_CREDENTIALS_SECRET_ID`: read the signing keys from this Secrets Manager secret.
+    pub credentials_secret_id: Option<String>,
+    /// `CREDENTIALS_REFRESH_INTERVAL`: how often the secret is re-read (default 900 s).
+    pub credentials_refresh_interval: Duration,
+    /// `SECRETS_MANAGER_ENDPOINT_URL`: a Secrets Manager endpoint other than AWS's.
+    pub secrets_manager_endpoint_url: Option<String>,
     /// `METRICS_TOKEN`: enables `/metrics`, served only with `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
     /// `LOG_LEVEL`: a tracing filter (default `info`).
@@ -408,6 +414,9 @@ impl Config {
             .filter(|o| !o.is_empty())
             .collect();
         let metrics_token = env.raw("METRICS_TOKEN").map(Secret);
+        let credentials_secret_id = env.raw("AWS_CREDENTIALS_SECRET_ID");
+        let credentials_refresh_interval = secs("CREDENTIALS_REFRESH_INTERVAL", 900)?;
+        let secrets_manager_endpoint_url = env.url("SECRETS_MANAGER_ENDPOINT_URL")?;
         let log_level = env.string("LOG_LEVEL", "info");
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError {
@@ -458,6 +467,9 @@ impl Config {
             cors_origins,
             shutdown_grace,
             metrics_token,
+            credentials_secret_id,
+            credentials_refresh_interval,
+            secrets_manager_endpoint_url,
             log_level,
             log_format,
         })

@@ -13,6 +13,7 @@ use crate::metagraph::{
     ChainSource, FileSource, MetagraphError, MetagraphHandle, SyncSettings, start_sync,
 };
 use crate::quota::{Quotas, RedisStore};
+use crate::storage::secrets::SecretCredentials;
 use crate::storage::{BucketLocation, CredentialSource, S3Health};
 
 /// How long a HeadBucket may take before S3 counts as down.
@@ -82,6 +83,9 @@ pub enum StartupError {
     /// The first metagraph load failed.
     #[error(transparent)]
     Metagraph(#[from] MetagraphError),
+    /// The Secrets Manager secret could not be used.
+    #[error(transparent)]
+    Secret(#[from] crate::storage::secrets::SecretError),
     /// `REDIS_URL` could not be used.
     #[error(transparent)]
     Redis(#[from] crate::quota::redis_store::InvalidRedisUrl),
@@ -133,18 +137,48 @@ async fn start_metagraph(
     Ok(start_sync(source, handle, settings).await?)
 }
 
-async fn credential_source(config: &Config) -> (CredentialSource, aws_sdk_s3::Config) {
+async fn credential_source(
+    config: &Config,
+) -> Result<
+    (
+        CredentialSource,
+        aws_sdk_s3::Config,
+        Option<SecretCredentials>,
+    ),
+    StartupError,
+> {
     use aws_sdk_s3::config::{BehaviorVersion, Region};
     let region = Region::new(config.s3_region.clone());
-    let source = match &config.aws_credentials {
-        Some(c) => CredentialSource::fixed(Credentials::new(
+    let fixed = config.aws_credentials.as_ref().map(|c| {
+        Credentials::new(
             c.access_key_id.clone(),
             c.secret_access_key.clone(),
             c.session_token.clone(),
             None,
             "environment",
-        )),
-        None => {
+        )
+    });
+    let mut secret = None;
+    let source = match (&config.credentials_secret_id, fixed) {
+        (Some(id), fixed) => {
+            // Secrets Manager is called with the environment keys if given, else the
+            // default chain (the task role).
+            let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region.clone());
+            if let Some(creds) = fixed {
+                loader = loader.credentials_provider(creds);
+            }
+            if let Some(endpoint) = &config.secrets_manager_endpoint_url {
+                loader = loader.endpoint_url(endpoint);
+            }
+            let sdk = loader.load().await;
+            let reader =
+                SecretCredentials::new(aws_sdk_secretsmanager::Client::new(&sdk), id.clone());
+            let initial = reader.fetch(Duration::from_secs(30)).await?;
+            secret = Some(reader);
+            CredentialSource::managed("secrets-manager", initial)
+        }
+        (None, Some(creds)) => CredentialSource::fixed(creds),
+        (None, None) => {
             let sdk = aws_config::defaults(BehaviorVersion::latest())
                 .region(region.clone())
                 .load()
@@ -166,7 +200,7 @@ async fn credential_source(config: &Config) -> (CredentialSource, aws_sdk_s3::Co
     if let Some(endpoint) = &config.s3_endpoint_url {
         builder = builder.endpoint_url(endpoint).force_path_style(true);
     }
-    (source, builder.build())
+    Ok((source, builder.build(), secret))
 }
 
 impl AppState {
@@ -186,7 +220,7 @@ impl AppState {
             config.quota_key_prefix.clone(),
         );
 
-        let (credentials, s3_config) = credential_source(&config).await;
+        let (credentials, s3_config, secret) = credential_source(&config).await?;
         if let Err(err) = credentials.get().await {
             tracing::error!(error = %err, "no signing credentials at start; /healthcheck will answer 503");
         }
@@ -219,6 +253,12 @@ impl AppState {
         });
 
         let mut handles = vec![syncer];
+        if let Some(reader) = secret {
+            handles.push(reader.spawn_refresh(
+                state.credentials.clone(),
+                state.config.credentials_refresh_interval,
+            ));
+        }
         let probe_state = Arc::clone(&state);
         handles.push(tokio::spawn(async move {
             let mut ticker = tokio::time::interval(HEALTH_PROBE_EVERY);

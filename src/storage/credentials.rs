@@ -55,6 +55,28 @@ pub enum CredentialError {
 pub struct CredentialSource {
     provider: Option<SharedCredentialsProvider>,
     current: Arc<ArcSwapOption<Credentials>>,
+    kind: &'static str,
+}
+
+/// Serves whatever credentials a [`CredentialSource`] currently holds (so SDK clients
+/// follow a rotation).
+#[derive(Debug, Clone)]
+struct CurrentCredentials(Arc<ArcSwapOption<Credentials>>);
+
+impl ProvideCredentials for CurrentCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let result = self.0.load_full().map(|c| (*c).clone()).ok_or_else(|| {
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "no credentials yet",
+            )
+        });
+        aws_credential_types::provider::future::ProvideCredentials::ready(result)
+    }
 }
 
 impl CredentialSource {
@@ -63,7 +85,22 @@ impl CredentialSource {
         Self {
             provider: None,
             current: Arc::new(ArcSwapOption::from_pointee(credentials)),
+            kind: "environment",
         }
+    }
+
+    /// Credentials replaced from outside (e.g. read from Secrets Manager and refreshed).
+    pub fn managed(kind: &'static str, initial: Credentials) -> Self {
+        Self {
+            provider: None,
+            current: Arc::new(ArcSwapOption::from_pointee(initial)),
+            kind,
+        }
+    }
+
+    /// Replaces the current credentials (a rotation).
+    pub fn replace(&self, credentials: Credentials) {
+        self.current.store(Some(Arc::new(credentials)));
     }
 
     /// Credentials from a provider such as the AWS default chain.
@@ -71,6 +108,7 @@ impl CredentialSource {
         Self {
             provider: Some(provider),
             current: Arc::new(ArcSwapOption::empty()),
+            kind: "default-chain",
         }
     }
 
@@ -78,24 +116,13 @@ impl CredentialSource {
     pub fn provider(&self) -> SharedCredentialsProvider {
         match &self.provider {
             Some(p) => p.clone(),
-            None => {
-                let creds = self
-                    .current
-                    .load_full()
-                    .map(|c| (*c).clone())
-                    .unwrap_or_else(|| Credentials::new("", "", None, None, "none"));
-                SharedCredentialsProvider::new(creds)
-            }
+            None => SharedCredentialsProvider::new(CurrentCredentials(Arc::clone(&self.current))),
         }
     }
 
-    /// Where the credentials come from: `environment` or `default-chain`.
+    /// Where the credentials come from: `environment`, `secrets-manager` or `default-chain`.
     pub fn source_name(&self) -> &'static str {
-        if self.provider.is_some() {
-            "default-chain"
-        } else {
-            "environment"
-        }
+        self.kind
     }
 
     /// The cached credentials, if any, without refreshing.

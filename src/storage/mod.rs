@@ -6,6 +6,7 @@ pub mod health;
 pub mod listing;
 pub mod post_policy;
 pub mod presign;
+pub mod secrets;
 
 pub use credentials::{CredentialError, CredentialSource, fit_lifetime};
 pub use health::S3Health;
