@@ -13,6 +13,8 @@ command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing
 
 # Keep build artefacts outside the checkout so fresh clones rebuild quickly.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/s3-auth-api-target}"
+# One-shot builds gain little from incremental caches, which are large.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
