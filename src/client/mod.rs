@@ -266,6 +266,16 @@ impl Client {
         job_id: &str,
     ) -> Result<UploadReport, ClientError> {
         let files = collect_files(path)?;
+        // Refuse before uploading anything, rather than stopping halfway.
+        if let Some((file, _, _)) = files
+            .iter()
+            .find(|(_, _, size)| *size < crate::access::miner::MIN_UPLOAD_BYTES)
+        {
+            return Err(file_err(
+                file,
+                "smaller than 1024 bytes, which the upload policy refuses",
+            ));
+        }
         let grant = self.folder_access(coldkey).await?;
         let folder = grant["folder"]
             .as_str()
@@ -275,13 +285,7 @@ impl Client {
             .as_str()
             .ok_or_else(|| ClientError::Protocol("no list_url".into()))?
             .to_owned();
-        let present: HashMap<String, u64> = self
-            .get_list(&list_url)
-            .await?
-            .objects
-            .into_iter()
-            .map(|o| (o.key, o.size))
-            .collect();
+        let present = self.sizes(&list_url).await?;
         let total: u64 = files.iter().map(|(_, _, size)| size).sum();
         let bar = progress(total, "upload");
         let mut report = UploadReport::default();
@@ -292,24 +296,12 @@ impl Client {
                 bar.inc(*size);
                 continue;
             }
-            if *size < crate::access::miner::MIN_UPLOAD_BYTES {
-                return Err(file_err(
-                    file,
-                    "smaller than 1024 bytes, which the upload policy refuses",
-                ));
-            }
             self.post_file(&grant, &key, file).await?;
             bar.inc(*size);
             report.uploaded.push(key);
         }
         bar.finish_and_clear();
-        let after: HashMap<String, u64> = self
-            .get_list(&list_url)
-            .await?
-            .objects
-            .into_iter()
-            .map(|o| (o.key, o.size))
-            .collect();
+        let after = self.sizes(&list_url).await?;
         for key in &report.uploaded {
             if !after.contains_key(key) {
                 return Err(ClientError::Protocol(format!(
@@ -318,6 +310,17 @@ impl Client {
             }
         }
         Ok(report)
+    }
+
+    /// Key -> size of what a list URL lists (first page).
+    async fn sizes(&self, list_url: &str) -> Result<HashMap<String, u64>, ClientError> {
+        Ok(self
+            .get_list(list_url)
+            .await?
+            .objects
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect())
     }
 
     async fn post_file(&self, grant: &Value, key: &str, file: &Path) -> Result<(), ClientError> {
