@@ -84,7 +84,69 @@ pub struct Config {
     pub log_level: String,
     /// `LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// `REDIS_PASSWORD`: the Redis AUTH password, when not in `REDIS_URL` (ElastiCache's
+    /// AUTH token injected as a secret).
+    pub redis_password: Option<Secret>,
+    /// `REPLAY_PROTECTION`: a signature is accepted once (default true).
+    pub replay_protection: bool,
+    /// `TRUST_PROXY_HOPS`: proxies in front of the service whose `X-Forwarded-For` entries
+    /// are trusted for the client address (default 1 on ECS, else 0).
+    pub trust_proxy_hops: usize,
+    /// `AUTH_FAILURE_BURST`: failed authentications a client address may make at once
+    /// before it gets 429 (default 20).
+    pub auth_failure_burst: u32,
+    /// `AUTH_FAILURES_PER_MINUTE`: rate at which that allowance refills (default 30).
+    pub auth_failures_per_minute: u32,
 }
+
+/// Every variable [`Config`] reads. Deployment files may set only these (a test checks).
+pub const ENV_VARS: &[&str] = &[
+    "HOST",
+    "PORT",
+    "S3_BUCKET",
+    "S3_REGION",
+    "S3_ENDPOINT_URL",
+    "S3_PUBLIC_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "NET_UID",
+    "BT_NETWORK",
+    "DAILY_LIMIT_PER_MINER",
+    "DAILY_LIMIT_PER_VALIDATOR",
+    "TOTAL_DAILY_LIMIT",
+    "REDIS_URL",
+    "REDIS_PASSWORD",
+    "QUOTA_ON_REDIS_ERROR",
+    "QUOTA_KEY_PREFIX",
+    "METAGRAPH_FILE",
+    "METAGRAPH_FILE_POLL_SECS",
+    "SUBTENSOR_URL",
+    "METAGRAPH_SYNC_INTERVAL",
+    "METAGRAPH_SYNC_TIMEOUT",
+    "METAGRAPH_MAX_AGE",
+    "METAGRAPH_SNAPSHOT_PATH",
+    "REQUIRE_COLDKEY_MATCH",
+    "VALIDATOR_MIN_ALPHA_STAKE",
+    "S3_OPERATION_TIMEOUT",
+    "REQUEST_TIMEOUT",
+    "SHUTDOWN_GRACE_SECONDS",
+    "MAX_CONCURRENT_REQUESTS",
+    "CORS_ORIGINS",
+    "METRICS_TOKEN",
+    "AWS_CREDENTIALS_SECRET_ID",
+    "CREDENTIALS_REFRESH_INTERVAL",
+    "SECRETS_MANAGER_ENDPOINT_URL",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "REPLAY_PROTECTION",
+    "TRUST_PROXY_HOPS",
+    "AUTH_FAILURE_BURST",
+    "AUTH_FAILURES_PER_MINUTE",
+];
+
+/// Set by ECS in every task: the service then sits behind the ALB's one proxy hop.
+const ECS_MARKER: &str = "ECS_CONTAINER_METADATA_URI_V4";
 
 /// Fixed AWS keys. `Debug` never prints the secret or the token.
 #[derive(Clone)]
@@ -172,6 +234,21 @@ impl Env<'_> {
                     expected: expected.to_owned(),
                 }),
             },
+        }
+    }
+
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(v) = self.raw(var) else {
+            return Ok(default);
+        };
+        match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(ConfigError {
+                var,
+                value: v,
+                expected: "true or false".into(),
+            }),
         }
     }
 
@@ -366,21 +443,7 @@ impl Config {
         let metagraph_sync_timeout = secs("METAGRAPH_SYNC_TIMEOUT", 60)?;
         let metagraph_max_age = secs("METAGRAPH_MAX_AGE", 3600)?;
         let metagraph_snapshot_path = env.raw("METAGRAPH_SNAPSHOT_PATH").map(PathBuf::from);
-        let require_coldkey_match = match env
-            .string("REQUIRE_COLDKEY_MATCH", "true")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            other => {
-                return Err(ConfigError {
-                    var: "REQUIRE_COLDKEY_MATCH",
-                    value: other.to_owned(),
-                    expected: "true or false".into(),
-                });
-            }
-        };
+        let require_coldkey_match = env.flag("REQUIRE_COLDKEY_MATCH", true)?;
         let poll = env.parsed(
             "METAGRAPH_FILE_POLL_SECS",
             2u64,
@@ -436,6 +499,27 @@ impl Config {
                 });
             }
         };
+        let redis_password = env.raw("REDIS_PASSWORD").map(Secret);
+        let replay_protection = env.flag("REPLAY_PROTECTION", true)?;
+        let behind_ecs = env.raw(ECS_MARKER).is_some();
+        let trust_proxy_hops = env.parsed(
+            "TRUST_PROXY_HOPS",
+            usize::from(behind_ecs),
+            "a number of proxies (0-8)",
+            |n: &usize| *n <= 8,
+        )?;
+        let auth_failure_burst = env.parsed(
+            "AUTH_FAILURE_BURST",
+            20u32,
+            "a positive integer",
+            |n: &u32| *n > 0,
+        )?;
+        let auth_failures_per_minute = env.parsed(
+            "AUTH_FAILURES_PER_MINUTE",
+            30u32,
+            "a positive integer",
+            |n: &u32| *n > 0,
+        )?;
         Ok(Self {
             host,
             port,
@@ -472,6 +556,11 @@ impl Config {
             secrets_manager_endpoint_url,
             log_level,
             log_format,
+            redis_password,
+            replay_protection,
+            trust_proxy_hops,
+            auth_failure_burst,
+            auth_failures_per_minute,
         })
     }
 }
@@ -540,6 +629,44 @@ mod tests {
         assert_eq!(e.var, "SUBTENSOR_URL");
         let e = with(&[("S3_BUCKET", "b-1"), ("REQUIRE_COLDKEY_MATCH", "maybe")]).unwrap_err();
         assert_eq!(e.var, "REQUIRE_COLDKEY_MATCH");
+    }
+
+    #[test]
+    fn env_vars_lists_exactly_what_is_read() {
+        use std::sync::Mutex;
+        let read = Mutex::new(std::collections::BTreeSet::new());
+        // Two lookups between them reach every conditional read.
+        for keys in [true, false] {
+            let lookup = |name: &str| {
+                read.lock().expect("lock").insert(name.to_owned());
+                match name {
+                    "S3_BUCKET" => Some("b-1".to_owned()),
+                    "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" if keys => Some("k".to_owned()),
+                    _ => None,
+                }
+            };
+            Config::from_lookup(&lookup).expect("valid");
+        }
+        let mut read = read.into_inner().expect("lock");
+        read.remove(ECS_MARKER);
+        let listed: std::collections::BTreeSet<String> =
+            ENV_VARS.iter().map(|v| (*v).to_owned()).collect();
+        assert_eq!(read, listed);
+    }
+
+    #[test]
+    fn proxy_hops_default_to_one_on_ecs() {
+        let c = with(&[("S3_BUCKET", "b-1")]).expect("valid");
+        assert_eq!(c.trust_proxy_hops, 0);
+        assert!(c.replay_protection);
+        let c = with(&[
+            ("S3_BUCKET", "b-1"),
+            (ECS_MARKER, "http://169.254.170.2/v4/x"),
+        ])
+        .expect("valid");
+        assert_eq!(c.trust_proxy_hops, 1);
+        let e = with(&[("S3_BUCKET", "b-1"), ("REPLAY_PROTECTION", "off")]).unwrap_err();
+        assert_eq!(e.var, "REPLAY_PROTECTION");
     }
 
     #[test]

@@ -215,7 +215,11 @@ async fn serve_until_signal(
 ) -> anyhow::Result<()> {
     let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
     let notify = std::sync::Arc::clone(&stopping);
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         shutdown_signal().await;
         notify.notify_one();
     });

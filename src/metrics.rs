@@ -15,12 +15,14 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// Auth failure reasons, as labels.
-pub const AUTH_REASONS: [&str; 5] = [
+pub const AUTH_REASONS: [&str; 7] = [
     "timestamp",
     "not_registered",
     "bad_signature",
     "not_validator",
     "coldkey_mismatch",
+    "replayed",
+    "throttled",
 ];
 
 #[derive(Debug, Default, Clone)]
@@ -35,7 +37,7 @@ struct Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
-    auth_failures: [AtomicU64; 5],
+    auth_failures: [AtomicU64; AUTH_REASONS.len()],
     quota_hotkey: AtomicU64,
     quota_global: AtomicU64,
 }
@@ -66,6 +68,8 @@ impl Metrics {
             AccessError::BadSignature(_) => 2,
             AccessError::NotValidator => 3,
             AccessError::ColdkeyMismatch => 4,
+            AccessError::Replayed => 5,
+            AccessError::Throttled { .. } => 6,
             AccessError::Quota(q) => {
                 let counter = if q.global {
                     &self.quota_global

@@ -72,6 +72,8 @@ pub struct AppState {
     pub started: Instant,
     /// Permits for requests in flight (`MAX_CONCURRENT_REQUESTS`); none left means 503.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Failed authentications by client address.
+    pub auth_throttle: crate::access::throttle::AuthThrottle,
 }
 
 /// The service could not start.
@@ -207,11 +209,17 @@ impl AppState {
     /// Builds the state from `config`: loads the metagraph, connects Redis in the
     /// background, resolves credentials, and starts the background tasks.
     pub async fn start(config: Config) -> Result<(Arc<Self>, BackgroundTasks), StartupError> {
+        // rediss:// connections need a process-wide TLS provider; another caller may
+        // have installed one already, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let metagraph = Arc::new(MetagraphHandle::new());
         let syncer = start_metagraph(&config, Arc::clone(&metagraph)).await?;
 
         let redis = match &config.redis_url {
-            Some(url) => Some(RedisStore::connect(url)?),
+            Some(url) => Some(RedisStore::connect(
+                url,
+                config.redis_password.as_ref().map(|p| p.0.as_str()),
+            )?),
             None => None,
         };
         let quotas = Quotas::new(
@@ -237,6 +245,8 @@ impl AppState {
             public_endpoint: config.s3_public_endpoint_url.clone(),
         };
         let max_in_flight = config.max_concurrent_requests;
+        let (auth_failure_burst, auth_failures_per_minute) =
+            (config.auth_failure_burst, config.auth_failures_per_minute);
         let state = Arc::new(Self {
             config,
             metagraph: Arc::clone(&metagraph),
@@ -250,6 +260,10 @@ impl AppState {
             metrics: crate::metrics::Metrics::default(),
             started: Instant::now(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+            auth_throttle: crate::access::throttle::AuthThrottle::new(
+                auth_failure_burst,
+                auth_failures_per_minute,
+            ),
         });
 
         let mut handles = vec![syncer];

@@ -315,12 +315,12 @@ async fn global_limit_applies_across_miners(redis: bool) {
 }
 
 async fn exactly_limit_under_concurrency(app: TestApp) {
-    let body = app.miner_request();
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let client = app.client.clone();
         let url = format!("{}{ENDPOINT}", app.base);
-        let body = body.clone();
+        // Freshly signed each time, as honest clients do (a signature is accepted once).
+        let body = app.miner_request();
         tasks.push(tokio::spawn(async move {
             client
                 .post(url)

@@ -82,7 +82,12 @@ impl AppState {
         // Credentials before the quota: a request that cannot be signed costs nothing.
         let credentials = self.signing_credentials().await?;
         let usage = self
-            .charge(req.hotkey, self.config.daily_limit_per_miner, now)
+            .charge(
+                req.hotkey,
+                self.config.daily_limit_per_miner,
+                req.signature,
+                now,
+            )
             .await?;
         let folder = miner_folder(req.hotkey);
         let signed_at: SystemTime = now.into();

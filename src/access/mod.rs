@@ -2,6 +2,7 @@
 //! Returns domain errors; the HTTP layer turns them into responses.
 
 pub mod miner;
+pub mod throttle;
 pub mod validator;
 
 pub use miner::{MinerGrant, MinerRequest, miner_folder};
@@ -10,11 +11,15 @@ pub use validator::{
     ValidatorRequest,
 };
 
+use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_credential_types::Credentials;
 use chrono::{DateTime, Utc};
 
+use crate::auth::signature::parse_signature_hex;
 use crate::auth::timestamp::RequestTime;
 use crate::auth::{SignatureError, Ss58Error, TimestampError, decode_ss58, verify_signature};
 use crate::metagraph::LoadedMetagraph;
@@ -61,6 +66,15 @@ pub enum AccessError {
     /// The coldkey sent is not the one that owns the hotkey on chain.
     #[error("coldkey does not own the hotkey")]
     ColdkeyMismatch,
+    /// The signature was accepted before (replay protection).
+    #[error("signature already used")]
+    Replayed,
+    /// This client address failed authentication too often; it may try again later.
+    #[error("too many failed authentications from this address")]
+    Throttled {
+        /// When the address may try again.
+        retry_after: Duration,
+    },
     /// A daily limit is used up.
     #[error("quota exhausted")]
     Quota(QuotaRejection),
@@ -73,6 +87,22 @@ pub enum AccessError {
     /// Signing failed.
     #[error(transparent)]
     Presign(#[from] PresignError),
+}
+
+impl AccessError {
+    /// Whether the caller failed to prove who it is (what the address throttle counts).
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(
+            self,
+            AccessError::BadSignature(_)
+                | AccessError::NotRegistered
+                | AccessError::NotValidator
+                | AccessError::ColdkeyMismatch
+                | AccessError::Replayed
+                | AccessError::BadHotkey(_)
+                | AccessError::Timestamp(_)
+        )
+    }
 }
 
 /// A refused quota check, with what the caller needs to back off.
@@ -117,17 +147,32 @@ impl AppState {
         self.metagraph.current().ok_or(AccessError::NoMetagraph)
     }
 
-    /// Counts a request against `limit` and the global limit.
+    /// Counts a request against `limit` and the global limit and, with replay protection
+    /// on, records its (verified) `signature` as used, refusing one used before.
     pub async fn charge(
         &self,
         hotkey: &str,
         limit: u64,
+        signature: &str,
         now: DateTime<Utc>,
     ) -> Result<QuotaUsage, AccessError> {
         let global_limit = self.config.total_daily_limit;
+        let replay = if self.config.replay_protection {
+            let bytes = parse_signature_hex(signature)?;
+            let window = self.window.max_age_secs + self.window.max_skew_secs;
+            Some((bytes, window.max(1) as u64))
+        } else {
+            None
+        };
         let outcome = self
             .quotas
-            .acquire(hotkey, limit, global_limit, now)
+            .acquire(
+                hotkey,
+                limit,
+                global_limit,
+                replay.as_ref().map(|(b, ttl)| (b, *ttl)),
+                now,
+            )
             .await
             .map_err(|_| AccessError::QuotaUnavailable)?;
         let reset_in_secs = secs_until_utc_midnight(now);
@@ -145,6 +190,7 @@ impl AppState {
                 reset_in_secs,
                 reset_at,
             })),
+            QuotaDecision::Replayed => Err(AccessError::Replayed),
             QuotaDecision::GlobalExhausted => Err(AccessError::Quota(QuotaRejection {
                 global: true,
                 limit: global_limit,
@@ -157,6 +203,28 @@ impl AppState {
     /// Current signing credentials.
     pub async fn signing_credentials(&self) -> Result<Arc<Credentials>, AccessError> {
         Ok(self.credentials.get().await?)
+    }
+
+    /// Runs `attempt` (an access decision) for a caller at `client`: refused at once when
+    /// that address has used up its failed authentications, and charged one when the
+    /// attempt fails authentication. `None` (address unknown) is never throttled.
+    pub async fn throttled<T>(
+        &self,
+        client: Option<IpAddr>,
+        attempt: impl Future<Output = Result<T, AccessError>>,
+    ) -> Result<T, AccessError> {
+        if let Some(ip) = client
+            && let Err(retry_after) = self.auth_throttle.check(ip, Instant::now())
+        {
+            return Err(AccessError::Throttled { retry_after });
+        }
+        let result = attempt.await;
+        if let (Some(ip), Err(err)) = (client, &result)
+            && err.is_auth_failure()
+        {
+            self.auth_throttle.record_failure(ip, Instant::now());
+        }
+        result
     }
 
     /// Counts a refused request in the metrics and hands the error back.

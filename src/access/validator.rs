@@ -158,7 +158,12 @@ impl AppState {
         self.verify(req.hotkey, &message(time.timestamp), req.signature)?;
         let credentials = self.signing_credentials().await?;
         let usage = self
-            .charge(req.hotkey, self.config.daily_limit_per_validator, now)
+            .charge(
+                req.hotkey,
+                self.config.daily_limit_per_validator,
+                req.signature,
+                now,
+            )
             .await?;
         Ok((time, credentials, usage))
     }

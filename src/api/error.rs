@@ -75,6 +75,12 @@ pub enum ApiError {
         /// Rate-limit headers.
         info: RateLimitInfo,
     },
+    /// 429: this client address failed authentication too often.
+    #[error("too many failed authentications")]
+    Throttled {
+        /// Seconds until the address may try again.
+        retry_after_secs: u64,
+    },
     /// 503: this instance cannot serve the request right now.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -100,7 +106,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QuotaExceeded { .. } | ApiError::Throttled { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -140,6 +148,9 @@ impl IntoResponse for ApiError {
                 json!(format!("Request body too large (limit {limit} bytes)"))
             }
             ApiError::QuotaExceeded { detail, .. } => json!(detail),
+            ApiError::Throttled { .. } => {
+                json!("Too many failed authentication attempts from this address; try again later")
+            }
             ApiError::NotFound => json!("Not Found"),
             ApiError::MethodNotAllowed => json!("Method Not Allowed"),
             ApiError::Internal(msg) => {
@@ -152,6 +163,10 @@ impl IntoResponse for ApiError {
             let headers = response.headers_mut();
             info.apply(headers);
             headers.insert("retry-after", HeaderValue::from(info.reset_in_secs));
+        }
+        if let ApiError::Throttled { retry_after_secs } = &self {
+            let headers = response.headers_mut();
+            headers.insert("retry-after", HeaderValue::from(*retry_after_secs));
         }
         response
     }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::body::{Fields, JsonObject};
+use super::client_ip::ClientIp;
 use super::error::ApiError;
 use crate::access::MinerRequest;
 use crate::state::AppState;
@@ -80,15 +81,16 @@ pub fn naive_iso(unix: i64) -> String {
     responses(
         (status = 200, description = "POST policy for the miner's folder, and a list URL", body = FolderAccessResponse),
         (status = 400, description = "`Invalid timestamp`, or the hotkey is not an SS58 address", body = super::openapi::ErrorDetail),
-        (status = 401, description = "`Invalid signature` (unregistered hotkey or bad signature), or `Coldkey does not match hotkey owner`", body = super::openapi::ErrorDetail),
+        (status = 401, description = "`Invalid signature` (unregistered hotkey or bad signature), or `Coldkey does not match hotkey owner`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
         (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
-        (status = 429, description = "`Daily limit of N exceeded.` or `Global request limit reached.`", body = super::openapi::ErrorDetail),
+        (status = 429, description = "`Daily limit of N exceeded.`, `Global request limit reached.`, or too many failed authentications from this address (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
     )
 )]
 pub async fn get_folder_access(
     State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
@@ -107,7 +109,7 @@ pub async fn get_folder_access(
         expiry,
     };
     let grant = state
-        .grant_miner(&request, Utc::now())
+        .throttled(client, state.grant_miner(&request, Utc::now()))
         .await
         .map_err(|e| state.observe(e))?;
     let body = FolderAccessResponse {

@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers parse, call the access layer and shape the response.
 
 pub mod body;
+pub mod client_ip;
 pub mod error;
 pub mod info;
 pub mod middleware;
@@ -98,6 +99,10 @@ impl From<AccessError> for ApiError {
                 ApiError::Unauthorized("Coldkey does not match hotkey owner".into())
             }
             AccessError::NotValidator => ApiError::Unauthorized("You are not validator".into()),
+            AccessError::Replayed => ApiError::Unauthorized("Signature already used".into()),
+            AccessError::Throttled { retry_after } => ApiError::Throttled {
+                retry_after_secs: retry_after.as_secs().max(1),
+            },
             AccessError::MissingMinerHotkey => {
                 ApiError::BadRequest("miner_hotkey is required".into())
             }

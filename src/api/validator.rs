@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::body::{Fields, JsonObject};
+use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::json_with_quota;
 use super::miner::{StructureInfo, naive_iso};
@@ -99,15 +100,16 @@ pub struct ValidatorAccessResponse {
     responses(
         (status = 200, description = "List URLs over all miners (24 h)", body = ValidatorAccessResponse),
         (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
-        (status = 401, description = "`You are not validator` or `Invalid signature`", body = super::openapi::ErrorDetail),
+        (status = 401, description = "`You are not validator`, `Invalid signature`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
         (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
-        (status = 429, description = "`Daily limit of N exceeded.` or `Global request limit reached.`", body = super::openapi::ErrorDetail),
+        (status = 429, description = "`Daily limit of N exceeded.`, `Global request limit reached.`, or too many failed authentications from this address (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
     )
 )]
 pub async fn get_validator_access(
     State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
@@ -115,7 +117,7 @@ pub async fn get_validator_access(
     f.finish()?;
     let now = Utc::now();
     let grant = state
-        .grant_validator(&signed.request(), now)
+        .throttled(client, state.grant_validator(&signed.request(), now))
         .await
         .map_err(|e| state.observe(e))?;
     let lifetime = grant.expires_in.as_secs();
@@ -164,15 +166,16 @@ pub struct MinerSpecificResponse {
     responses(
         (status = 200, description = "A list URL of one miner folder (3 h)", body = MinerSpecificResponse),
         (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
-        (status = 401, description = "`You are not validator` or `Invalid signature`", body = super::openapi::ErrorDetail),
+        (status = 401, description = "`You are not validator`, `Invalid signature`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
         (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
-        (status = 429, description = "`Daily limit of N exceeded.` or `Global request limit reached.`", body = super::openapi::ErrorDetail),
+        (status = 429, description = "`Daily limit of N exceeded.`, `Global request limit reached.`, or too many failed authentications from this address (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
     )
 )]
 pub async fn get_miner_specific_access(
     State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
@@ -180,7 +183,10 @@ pub async fn get_miner_specific_access(
     let miner_hotkey = f.opt_string("miner_hotkey");
     f.finish()?;
     let grant = state
-        .grant_miner_listing(&signed.request(), miner_hotkey.as_deref(), Utc::now())
+        .throttled(
+            client,
+            state.grant_miner_listing(&signed.request(), miner_hotkey.as_deref(), Utc::now()),
+        )
         .await
         .map_err(|e| state.observe(e))?;
     let body = MinerSpecificResponse {
@@ -233,15 +239,16 @@ pub struct FileUrlsResponse {
     responses(
         (status = 200, description = "GET URLs for the valid keys", body = FileUrlsResponse),
         (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
-        (status = 401, description = "`You are not validator` or `Invalid signature`", body = super::openapi::ErrorDetail),
+        (status = 401, description = "`You are not validator`, `Invalid signature`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
         (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
-        (status = 429, description = "`Daily limit of N exceeded.` or `Global request limit reached.`", body = super::openapi::ErrorDetail),
+        (status = 429, description = "`Daily limit of N exceeded.`, `Global request limit reached.`, or too many failed authentications from this address (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
     )
 )]
 pub async fn get_file_presigned_urls(
     State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
@@ -251,12 +258,15 @@ pub async fn get_file_presigned_urls(
     let expiry_hours = f.opt_int("expiry_hours");
     f.finish()?;
     let grant = state
-        .grant_files(
-            &signed.request(),
-            miner_hotkey.as_deref(),
-            &file_keys,
-            expiry_hours,
-            Utc::now(),
+        .throttled(
+            client,
+            state.grant_files(
+                &signed.request(),
+                miner_hotkey.as_deref(),
+                &file_keys,
+                expiry_hours,
+                Utc::now(),
+            ),
         )
         .await
         .map_err(|e| state.observe(e))?;
@@ -327,16 +337,17 @@ pub struct FolderUrlsResponse {
     responses(
         (status = 200, description = "A list URL per job folder (3 h)", body = FolderUrlsResponse),
         (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
-        (status = 401, description = "`You are not validator` or `Invalid signature`", body = super::openapi::ErrorDetail),
+        (status = 401, description = "`You are not validator`, `Invalid signature`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
         (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
-        (status = 429, description = "`Daily limit of N exceeded.` or `Global request limit reached.`", body = super::openapi::ErrorDetail),
+        (status = 429, description = "`Daily limit of N exceeded.`, `Global request limit reached.`, or too many failed authentications from this address (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
         (status = 504, description = "`S3 operation timeout - try again`", body = super::openapi::ErrorDetail),
     )
 )]
 pub async fn get_folder_presigned_urls(
     State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
@@ -344,7 +355,10 @@ pub async fn get_folder_presigned_urls(
     let miner_hotkeys = f.opt_string_list("miner_hotkeys");
     f.finish()?;
     let grant = state
-        .grant_folders(&signed.request(), miner_hotkeys.as_deref(), Utc::now())
+        .throttled(
+            client,
+            state.grant_folders(&signed.request(), miner_hotkeys.as_deref(), Utc::now()),
+        )
         .await
         .map_err(|e| state.observe(e))?;
     let folder_urls: BTreeMap<String, MinerFolderEntry> = grant

@@ -43,6 +43,11 @@ impl QuotaStore for MemoryStore {
             if map.len() > 10_000 {
                 map.retain(|_, (_, expires)| *expires > now);
             }
+            if let Some(replay) = &check.replay
+                && live(map.get(&replay.key), now) > 0
+            {
+                return QuotaDecision::Replayed;
+            }
             let global = live(map.get(&check.global_key), now);
             if global >= check.global_limit {
                 return QuotaDecision::GlobalExhausted;
@@ -54,6 +59,10 @@ impl QuotaStore for MemoryStore {
             let expires = now + Duration::from_secs(check.ttl_secs);
             map.insert(check.hotkey_key.clone(), (used + 1, expires));
             map.insert(check.global_key.clone(), (global + 1, expires));
+            if let Some(replay) = &check.replay {
+                let expires = now + Duration::from_secs(replay.ttl_secs);
+                map.insert(replay.key.clone(), (1, expires));
+            }
             QuotaDecision::Allowed { used: used + 1 }
         }))
     }
@@ -75,6 +84,7 @@ mod tests {
             limit,
             global_limit: global,
             ttl_secs: 60,
+            replay: None,
         }
     }
 
@@ -104,5 +114,25 @@ mod tests {
         );
         assert_eq!(store.get("c:d").await.ok(), Some(0));
         assert_eq!(store.get("GLOBAL:d").await.ok(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_signature_is_accepted_once() {
+        let store = MemoryStore::new();
+        let with_sig = |sig: &str| QuotaCheck {
+            replay: Some(super::super::ReplayGuard {
+                key: format!("replay:a:{sig}"),
+                ttl_secs: 60,
+            }),
+            ..check("a", 10, 10)
+        };
+        let first = store.acquire(&with_sig("s1")).await.ok();
+        assert_eq!(first, Some(QuotaDecision::Allowed { used: 1 }));
+        let again = store.acquire(&with_sig("s1")).await.ok();
+        assert_eq!(again, Some(QuotaDecision::Replayed));
+        let other = store.acquire(&with_sig("s2")).await.ok();
+        assert_eq!(other, Some(QuotaDecision::Allowed { used: 2 }));
+        // The refused replay was not counted.
+        assert_eq!(store.get("a:d").await.ok(), Some(2));
     }
 }

@@ -29,6 +29,28 @@ pub struct QuotaCheck {
     pub global_limit: u64,
     /// Seconds until the counters may be forgotten (a little after the UTC day ends).
     pub ttl_secs: u64,
+    /// The signature to record as used, when replay protection is on.
+    pub replay: Option<ReplayGuard>,
+}
+
+/// A signature that may be accepted only once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayGuard {
+    /// `{prefix}replay:{hotkey}:{signature hex}`.
+    pub key: String,
+    /// How long the record is kept: as long as the signed timestamp stays acceptable.
+    pub ttl_secs: u64,
+}
+
+impl ReplayGuard {
+    /// The record of `signature` (its 64 bytes, so no spelling of the hex can slip past)
+    /// by `hotkey`, kept for `ttl_secs`.
+    pub fn new(prefix: &str, hotkey: &str, signature: &[u8; 64], ttl_secs: u64) -> Self {
+        Self {
+            key: format!("{prefix}replay:{hotkey}:{}", hex::encode(signature)),
+            ttl_secs: ttl_secs.max(1),
+        }
+    }
 }
 
 impl QuotaCheck {
@@ -47,6 +69,7 @@ impl QuotaCheck {
             limit,
             global_limit,
             ttl_secs: secs_until_utc_midnight(now) + 60,
+            replay: None,
         }
     }
 }
@@ -79,6 +102,8 @@ pub enum QuotaDecision {
     HotkeyExhausted,
     /// The service has used its daily limit; nothing was counted.
     GlobalExhausted,
+    /// The signature was accepted before; nothing was counted.
+    Replayed,
 }
 
 /// A quota store could not answer.
@@ -240,15 +265,18 @@ impl Quotas {
         }
     }
 
-    /// Checks and counts one request of `hotkey` against `limit` and the global limit.
+    /// Checks and counts one request of `hotkey` against `limit` and the global limit,
+    /// and, given a signature, refuses it if it was accepted before (one round trip).
     pub async fn acquire(
         &self,
         hotkey: &str,
         limit: u64,
         global_limit: u64,
+        replay: Option<(&[u8; 64], u64)>,
         now: DateTime<Utc>,
     ) -> Result<QuotaOutcome, QuotaUnavailable> {
-        let check = QuotaCheck::new(&self.prefix, hotkey, limit, global_limit, now);
+        let mut check = QuotaCheck::new(&self.prefix, hotkey, limit, global_limit, now);
+        check.replay = replay.map(|(sig, ttl)| ReplayGuard::new(&self.prefix, hotkey, sig, ttl));
         if let Some(redis) = &self.redis {
             if !self.redis_skipped() {
                 match redis.acquire(&check).await {

@@ -4,14 +4,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, IntoConnectionInfo, Script};
 
 use super::{QuotaCheck, QuotaDecision, QuotaError, QuotaStore};
 
-/// Checks the global then the per-hotkey limit; increments both (and sets their TTL)
-/// only when both allow. Returns `{status, hotkey_count}`: 0 allowed, 1 hotkey limit,
-/// 2 global limit.
+/// Refuses a used signature (KEYS[3], when given), then checks the global and the
+/// per-hotkey limit; increments both (and sets their TTL) and records the signature only
+/// when all allow. Returns `{status, hotkey_count}`: 0 allowed, 1 hotkey limit, 2 global
+/// limit, 3 signature already used.
 const ACQUIRE_LUA: &str = r#"
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return {3, 0} end
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local global = tonumber(redis.call('GET', KEYS[2]) or '0')
 local limit = tonumber(ARGV[1])
@@ -23,6 +25,7 @@ used = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ttl)
+if KEYS[3] then redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[4])) end
 return {0, used}
 "#;
 
@@ -52,10 +55,17 @@ impl std::fmt::Debug for RedisStore {
 pub struct InvalidRedisUrl(String);
 
 impl RedisStore {
-    /// Creates the store and starts connecting to `url` in the background. Requests made
-    /// before the first connection succeeds fail with [`QuotaError::Redis`].
-    pub fn connect(url: &str) -> Result<Self, InvalidRedisUrl> {
-        let client = redis::Client::open(url).map_err(|e| InvalidRedisUrl(e.to_string()))?;
+    /// Creates the store and starts connecting to `url` in the background, with `password`
+    /// (when given) replacing any password in the URL. Requests made before the first
+    /// connection succeeds fail with [`QuotaError::Redis`].
+    pub fn connect(url: &str, password: Option<&str>) -> Result<Self, InvalidRedisUrl> {
+        let mut info = url
+            .into_connection_info()
+            .map_err(|e| InvalidRedisUrl(e.to_string()))?;
+        if let Some(password) = password {
+            info.redis.password = Some(password.to_owned());
+        }
+        let client = redis::Client::open(info).map_err(|e| InvalidRedisUrl(e.to_string()))?;
         let conn = Arc::new(OnceLock::new());
         let slot = Arc::clone(&conn);
         tokio::spawn(async move {
@@ -114,6 +124,9 @@ impl QuotaStore for RedisStore {
             .arg(check.limit)
             .arg(check.global_limit)
             .arg(check.ttl_secs);
+        if let Some(replay) = &check.replay {
+            invocation.key(&replay.key).arg(replay.ttl_secs);
+        }
         let fut = invocation.invoke_async::<(i64, u64)>(&mut conn);
         let (status, used) = match tokio::time::timeout(REDIS_TIMEOUT * 2, fut).await {
             Ok(Ok(v)) => v,
@@ -123,6 +136,7 @@ impl QuotaStore for RedisStore {
         Ok(match status {
             0 => QuotaDecision::Allowed { used },
             1 => QuotaDecision::HotkeyExhausted,
+            3 => QuotaDecision::Replayed,
             _ => QuotaDecision::GlobalExhausted,
         })
     }

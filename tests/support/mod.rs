@@ -348,7 +348,11 @@ impl TestApp {
             .expect("bind app");
         let addr: SocketAddr = listener.local_addr().expect("app addr");
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
         });
         let app = Self {
             base: format!("http://{addr}"),
