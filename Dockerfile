@@ -1,0 +1,74 @@
+# syntax=docker/dockerfile:1
+#
+# The s3-auth-api service image.
+#
+#   docker build -t s3-auth-api .
+#   docker run --rm -p 8000:8000 -e S3_BUCKET=... s3-auth-api          # `serve`
+#   docker run --rm s3-auth-api client --help                          # the CLI client
+#
+# Configured only by environment variables (README.md, "Configuration"). The image holds
+# no configuration and no .env file.
+
+############################################################################## build
+FROM rust:1.95-slim-bookworm AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+WORKDIR /src
+
+# 1. Dependencies, in their own layer: rebuilt only when Cargo.toml or Cargo.lock change.
+#    Cargo needs every target the manifest declares to exist, so the library, the binary
+#    and each [[bench]] get an empty stub (a [[test]] or [[example]] declared in
+#    Cargo.toml would need one too), then the same build command as below runs.
+#    Binaries under src/bin/ are found by Cargo itself and need nothing here.
+COPY Cargo.toml Cargo.lock ./
+COPY scripts/build-release.sh scripts/build-release.sh
+RUN mkdir -p src benches \
+ && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs \
+ && awk '/^\[/ { bench = ($0 == "[[bench]]") } bench && /^name *=/ { gsub(/^name *= *"|" *$/, ""); print }' Cargo.toml \
+    | while read -r name; do echo 'fn main() {}' > "benches/${name}.rs"; done \
+ && bash scripts/build-release.sh \
+ && rm -rf src benches
+
+# 2. The service itself: the same command (scripts/build-release.sh, i.e.
+#    `cargo build --release --locked --bin s3-auth-api`) over the real sources.
+COPY src src
+COPY benches benches
+RUN touch src/main.rs src/lib.rs \
+ && bash scripts/build-release.sh \
+ && install -m 0755 target/release/s3-auth-api /usr/local/bin/s3-auth-api
+
+############################################################################ runtime
+FROM debian:bookworm-slim AS runtime
+# ca-certificates: TLS to AWS (S3, Secrets Manager), Redis (rediss://) and the chain.
+# curl: the HEALTHCHECK below (and the ECS container health check) only; nothing else
+# in the image uses it. Debian package versions are not pinned: the bookworm-slim base
+# already fixes the release, and pinned versions disappear from the mirror with each
+# security update.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin app
+
+COPY --from=build /usr/local/bin/s3-auth-api /usr/local/bin/s3-auth-api
+
+# An empty, read-only working directory: `serve` reads ./.env when present, and there
+# must be none in the image. The metagraph snapshot belongs in /tmp
+# (METAGRAPH_SNAPSHOT_PATH=/tmp/...), the only place the service writes.
+WORKDIR /app
+USER 10001:10001
+
+EXPOSE 8000
+
+# Liveness only (/healthz answers 200 while the process serves HTTP). Readiness is
+# /readyz, and the load balancer's check is /healthcheck.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["/bin/sh", "-c", "curl -fsS -o /dev/null \"http://127.0.0.1:${PORT:-8000}/healthz\" || exit 1"]
+
+# Exec form: the service is PID 1 and receives SIGTERM itself, then drains in-flight
+# requests for SHUTDOWN_GRACE_SECONDS (25 s, under ECS's 30 s stopTimeout).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/s3-auth-api"]
+CMD ["serve"]
