@@ -17,8 +17,13 @@ signature covers replaced, every other field as generated): that is what exercis
 answers, and their schemas, with generated optional fields.
 
 The server is `s3-auth-api dev`, started from the binary in S3_AUTH_API_BIN, with quotas high
-enough not to interfere. Generation is deterministic (fixed seed, derandomized, no example
-database), so the run is the same on every machine.
+enough not to interfere. Its per-address throttle of failed authentications (20 at once, then
+429) cannot be raised in dev mode, and almost every generated request fails authentication, so
+each case is sent from its own loopback address (127.1.0.1, 127.1.0.2, ...: Linux routes all of
+127.0.0.0/8 to `lo`); otherwise all but the first 20 would be answered 429 before validation.
+
+Generation is deterministic (fixed seed, derandomized, no example database), so the run is the
+same on every machine.
 """
 
 import math
@@ -28,10 +33,12 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from itertools import count
 
 import pytest
 import requests
 import schemathesis
+from requests.adapters import HTTPAdapter
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
@@ -105,12 +112,52 @@ def api():
     proc.wait(timeout=10)
 
 
+class SourceAddressAdapter(HTTPAdapter):
+    """Connects from a given local address."""
+
+    def __init__(self, source, **kwargs):
+        self.source = source
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.source, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def source_address(n):
+    """The n-th loopback client address: 127.1.0.1, 127.1.0.2, ..."""
+    n += 1 + (1 << 16)
+    return f"127.{(n >> 16) & 0xFF}.{(n >> 8) & 0xFF}.{n & 0xFF}"
+
+
+# Client addresses handed out so far; every call of the test, shrinking included, takes a new one.
+addresses = count()
+
+
+def client_session():
+    session = requests.Session()
+    session.mount("http://", SourceAddressAdapter(source_address(next(addresses))))
+    return session
+
+
+@pytest.fixture(scope="module")
+def loopback_sources():
+    """Fails unless this host can connect from 127.1.x.y (Linux can; macOS only with aliases)."""
+    try:
+        with socket.socket() as s:
+            s.bind((source_address(0), 0))
+    except OSError as e:
+        pytest.fail(f"cannot bind the loopback address {source_address(0)} ({e}); this test sends each "
+                    "case from its own 127.0.0.0/8 address to stay under the dev server's throttle "
+                    "of failed authentications")
+
+
 def takes_input(operation):
     return bool(operation.get("parameters")) or "requestBody" in operation
 
 
 @pytest.fixture(scope="module")
-def openapi_schema(api):
+def openapi_schema(api, loopback_sources):
     document = requests.get(f"{api}/openapi.json", timeout=10).json()
     operations = [op for item in document["paths"].values() for op in item.values() if isinstance(op, dict)]
     with_input = sum(1 for op in operations if takes_input(op)) or 1
@@ -190,17 +237,19 @@ def test_openapi_conformance(case):
     # The operation's label, also for the coverage phase's probes with other methods.
     label = case.operation.label
     seen = statuses.setdefault(label, Counter())
-    response = case.call_and_validate(checks=CHECKS)
-    executed[label] += 1
-    seen[response.status_code] += 1
-    if case.method.upper() != case.operation.method.upper():
-        return
-    replay = signed_body(case.path, case.body, executed[label])
-    if replay is not None:
+    with client_session() as session:
+        response = case.call_and_validate(session=session, checks=CHECKS)
+        executed[label] += 1
+        seen[response.status_code] += 1
+        if case.method.upper() != case.operation.method.upper():
+            return
+        replay = signed_body(case.path, case.body, executed[label])
+        if replay is None:
+            return
         generated = case.body
         case.body = replay
         try:
-            response = case.call_and_validate(checks=CHECKS)
+            response = case.call_and_validate(session=session, checks=CHECKS)
         finally:
             case.body = generated
         signed_replays[label] += 1
