@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test of the project. Installs what the tests need (redis-server).
+# Runs every check and test of the project. Installs what the tests need (redis-server,
+# chromium, Python tools, linters).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,11 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# Deployment files: cfn-lint, checkov, hadolint, shellcheck, compose and task variables.
+bash scripts/lint-infra.sh
+# The release binary, built by the Dockerfile's own build command; a test starts it.
+bash scripts/build-release.sh
+export S3_AUTH_API_RELEASE_BIN="$CARGO_TARGET_DIR/release/s3-auth-api"
 # Python tools the tests use: the clients' libraries (tests/python) and moto, a local AWS
 # API emulator for the Secrets Manager tests.
 venv="${S3_AUTH_API_VENV:-$HOME/.cache/s3-auth-api-venv}"

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod dev;
 pub mod keys;
+pub mod loadgen;
 pub mod metagraph;
 pub mod metrics;
 pub mod quota;

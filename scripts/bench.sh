@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Load benchmark: release build, a real redis-server and the service on loopback, then the
+# load generator (s3-auth-loadgen) against each endpoint at several concurrencies. Writes
+# the table between the markers in docs/benchmarks.md (or to stdout with --print).
+#
+#   scripts/bench.sh [--duration SECONDS] [--concurrency "1 16 64"] [--print]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=20
+concurrency="1 16 64"
+print_only=false
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration="$2"; shift 2 ;;
+    --concurrency) concurrency="$2"; shift 2 ;;
+    --print) print_only=true; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/s3-auth-api-target}"
+command -v redis-server >/dev/null || { echo "redis-server is required (apt-get install redis-server)" >&2; exit 1; }
+cargo build --release --locked --bin s3-auth-api --bin s3-auth-loadgen
+bin="$CARGO_TARGET_DIR/release"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+redis_port="$(free_port)"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
+pids+=($!)
+"$bin/s3-auth-loadgen" --keys 256 --validators 8 metagraph --out "$work/metagraph.json"
+
+api_port="$(free_port)"
+start_ns="$(date +%s%N)"
+env -i PATH="$PATH" HOME="$HOME" \
+  HOST=127.0.0.1 PORT="$api_port" S3_BUCKET=bench-bucket S3_REGION=us-east-2 \
+  S3_ENDPOINT_URL="http://127.0.0.1:9" AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=benchsecret \
+  METAGRAPH_FILE="$work/metagraph.json" REDIS_URL="redis://127.0.0.1:$redis_port/0" \
+  DAILY_LIMIT_PER_MINER=1000000000 DAILY_LIMIT_PER_VALIDATOR=1000000000 TOTAL_DAILY_LIMIT=1000000000000 \
+  MAX_CONCURRENT_REQUESTS=4096 LOG_LEVEL=warn \
+  "$bin/s3-auth-api" serve >"$work/api.log" 2>&1 &
+api_pid=$!
+pids+=("$api_pid")
+until curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; do
+  kill -0 "$api_pid" 2>/dev/null || { cat "$work/api.log" >&2; exit 1; }
+  sleep 0.01
+done
+ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+sleep 1
+idle_rss="$(awk '/VmRSS/ {print $2}' "/proc/$api_pid/status")"
+
+rows=""
+for endpoint in folder-access validator-access miner-specific-access file-presigned-urls healthz; do
+  for c in $concurrency; do
+    # Enough signed bodies for 20k req/s; the run stops early (and says so) if they run out.
+    requests=$(( 20000 * ${duration%.*} + 1000 ))
+    out="$("$bin/s3-auth-loadgen" --keys 256 --validators 8 run --addr "127.0.0.1:$api_port" \
+      --endpoint "$endpoint" -c "$c" -d "$duration" --requests "$requests" --server-pid "$api_pid" --json)"
+    echo "$out" >&2
+    rows+="$(python3 - "$out" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+path = {"folder-access": "/get-folder-access", "validator-access": "/get-validator-access",
+        "miner-specific-access": "/get-miner-specific-access",
+        "file-presigned-urls": "/get-file-presigned-urls (10 keys)", "healthz": "/healthz"}[r["endpoint"]]
+errors = r["errors"]
+statuses = ", ".join(f"{k}: {v}" for k, v in r["statuses"].items())
+note = " (bodies ran out)" if r["ran_out_of_bodies"] else ""
+print(f"| `{path}` | {r['connections']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} | {errors} ({statuses}){note} | {r.get('server_rss_after_kib', 0) / 1024:.1f} / {r.get('server_rss_peak_kib', 0) / 1024:.1f} |")
+PY
+)"$'\n'
+  done
+done
+final_rss="$(awk '/VmRSS/ {print $2}' "/proc/$api_pid/status")"
+peak_rss="$(awk '/VmHWM/ {print $2}' "/proc/$api_pid/status")"
+
+cpu="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+table="Run on $(date -u +%Y-%m-%d) · $(nproc) cores ($cpu) · load generator on the same machine · Redis on loopback · release build.
+
+Command: \`scripts/bench.sh --duration $duration --concurrency \"$concurrency\"\`
+
+| endpoint | connections | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors (statuses) | server RSS MiB (now / peak) |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${rows}
+Server: ready in ${ready_ms} ms from a metagraph file (256 uids); RSS idle $((idle_rss / 1024)) MiB, after all runs $((final_rss / 1024)) MiB, peak $((peak_rss / 1024)) MiB."
+
+if $print_only; then
+  echo "$table"
+else
+  python3 - "$table" <<'PY'
+import re, sys
+path = "docs/benchmarks.md"
+text = open(path).read()
+start, end = "<!-- bench.sh:start -->", "<!-- bench.sh:end -->"
+block = f"{start}\n{sys.argv[1]}\n{end}"
+if start in text:
+    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+else:
+    text = text.rstrip() + "\n\n## Load (`scripts/bench.sh`)\n\n" + block + "\n"
+open(path, "w").write(text)
+PY
+  echo "$table"
+  echo "updated docs/benchmarks.md"
+fi

@@ -1,0 +1,239 @@
+//! The deployment files agree with the binary: every variable that docker compose, the
+//! ECS task definition or an example env file gives the service is one it reads, with a
+//! value it accepts; and the release binary, built by the same command as the image,
+//! starts and answers `/healthz`.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use s3_auth_api::Config;
+use s3_auth_api::config::ENV_VARS;
+use serde_yaml::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn yaml(path: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path} does not parse: {e}"))
+}
+
+fn unknown(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|n| !ENV_VARS.contains(&n.as_str()))
+        .collect()
+}
+
+/// `${VAR:-default}` as compose would substitute it with nothing set.
+fn compose_default(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
+        let inner = &rest[start + 2..start + end];
+        out.push_str(inner.split_once(":-").map_or("", |(_, d)| d));
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+#[test]
+fn compose_wires_the_api_to_redis_and_s3_with_known_variables() {
+    let compose = yaml("docker-compose.yml");
+    let services = compose["services"].as_mapping().expect("services");
+    let names: BTreeSet<String> = services
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    for wanted in ["api", "redis", "minio"] {
+        assert!(
+            names.contains(wanted),
+            "service {wanted} missing: {names:?}"
+        );
+    }
+    let api = &compose["services"]["api"];
+    let ports: Vec<String> = api["ports"]
+        .as_sequence()
+        .expect("api ports")
+        .iter()
+        .map(scalar)
+        .collect();
+    assert!(
+        ports.iter().any(|p| p.ends_with(":8000")),
+        "api publishes 8000: {ports:?}"
+    );
+    let env: HashMap<String, String> = api["environment"]
+        .as_mapping()
+        .expect("environment as a map")
+        .iter()
+        .map(|(k, v)| (scalar(k), compose_default(&scalar(v))))
+        .collect();
+    assert_eq!(unknown(env.keys().cloned()), Vec::<String>::new());
+    // The values are ones the service accepts, and point at the compose services.
+    let config = Config::from_map(&env).unwrap_or_else(|e| panic!("compose config: {e}"));
+    assert_eq!(config.port, 8000);
+    assert!(
+        config
+            .redis_url
+            .as_deref()
+            .is_some_and(|u| u.contains("//redis:"))
+    );
+    assert!(
+        config
+            .s3_endpoint_url
+            .as_deref()
+            .is_some_and(|u| u.contains("//minio:"))
+    );
+    let minio_ports: Vec<String> = compose["services"]["minio"]["ports"]
+        .as_sequence()
+        .expect("minio ports")
+        .iter()
+        .map(scalar)
+        .collect();
+    assert!(minio_ports.iter().any(|p| p.ends_with(":9000")));
+}
+
+/// Every `Name` of a mapping under `key` anywhere in `v` (through `!If` and friends).
+fn names_under(v: &Value, key: &str, inside: bool, out: &mut Vec<String>) {
+    match v {
+        Value::Mapping(m) => {
+            if inside && let Some(Value::String(name)) = m.get("Name") {
+                out.push(name.clone());
+            }
+            for (k, child) in m {
+                let here = inside || k.as_str() == Some(key);
+                names_under(child, key, here, out);
+            }
+        }
+        Value::Sequence(s) => s.iter().for_each(|c| names_under(c, key, inside, out)),
+        Value::Tagged(t) => names_under(&t.value, key, inside, out),
+        _ => {}
+    }
+}
+
+#[test]
+fn task_definition_sets_only_known_variables() {
+    let template = yaml("aws/s3-auth-api.yaml");
+    let (mut env, mut secrets) = (Vec::new(), Vec::new());
+    names_under(&template, "Environment", false, &mut env);
+    names_under(&template, "Secrets", false, &mut secrets);
+    assert!(env.len() > 10, "task definition environment found: {env:?}");
+    assert!(secrets.contains(&"REDIS_PASSWORD".to_owned()));
+    assert_eq!(unknown(env.clone()), Vec::<String>::new());
+    assert_eq!(unknown(secrets), Vec::<String>::new());
+    for needed in [
+        "S3_BUCKET",
+        "REDIS_URL",
+        "AWS_CREDENTIALS_SECRET_ID",
+        "TRUST_PROXY_HOPS",
+    ] {
+        assert!(env.iter().any(|n| n == needed), "{needed} not set");
+    }
+}
+
+#[test]
+fn example_env_files_use_known_variables_and_valid_values() {
+    for file in [".example.env.development", ".example.env.production"] {
+        let text = std::fs::read_to_string(root().join(file)).expect("example env file");
+        let mut set = HashMap::new();
+        let mut mentioned = Vec::new();
+        for line in text.lines() {
+            let commented = line.trim_start().starts_with('#');
+            let line = line.trim_start().trim_start_matches('#').trim();
+            let Some((name, value)) = line.split_once('=') else {
+                continue;
+            };
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            {
+                continue;
+            }
+            mentioned.push(name.to_owned());
+            if !commented {
+                set.insert(name.to_owned(), value.trim().to_owned());
+            }
+        }
+        assert_eq!(unknown(mentioned), Vec::<String>::new(), "{file}");
+        if let Some(path) = set.get_mut("METAGRAPH_FILE") {
+            *path = root().join(path.as_str()).display().to_string();
+        }
+        Config::from_map(&set).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+#[test]
+fn release_binary_starts_and_answers_healthz() {
+    let Ok(bin) = std::env::var("S3_AUTH_API_RELEASE_BIN") else {
+        panic!(
+            "S3_AUTH_API_RELEASE_BIN is not set: run scripts/test.sh, which builds the release \
+             binary with scripts/build-release.sh (the Dockerfile's build command) and sets it"
+        );
+    };
+    let port = support::free_port();
+    let metagraph = root().join("examples/metagraph.sample.json");
+    let mut child = Command::new(&bin)
+        .arg("serve")
+        .env_clear()
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("S3_BUCKET", "release-smoke")
+        .env("AWS_ACCESS_KEY_ID", "AKIDSMOKE")
+        .env("AWS_SECRET_ACCESS_KEY", "smoke")
+        .env("S3_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("METAGRAPH_FILE", &metagraph)
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let started = Instant::now();
+    let answer = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{bin} exited early with {status}");
+        }
+        let reply = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|mut s| {
+                use std::io::{Read, Write};
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .ok()?;
+                let mut out = String::new();
+                s.read_to_string(&mut out).ok()?;
+                Some(out)
+            });
+        if let Some(reply) = reply {
+            break reply;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no answer on port {port} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#"{"status":"ok"}"#), "{answer}");
+}

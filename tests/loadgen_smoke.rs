@@ -1,0 +1,102 @@
+//! A short run of the load generator against the real binary (with Redis), so the
+//! benchmark tooling keeps working: every request answered 200, none lost.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{RedisServer, free_port};
+
+#[test]
+fn load_generator_drives_the_service_without_errors() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metagraph = dir.path().join("metagraph.json");
+    let loadgen = env!("CARGO_BIN_EXE_s3-auth-loadgen");
+    let status = Command::new(loadgen)
+        .args(["--keys", "16", "--validators", "2", "metagraph", "--out"])
+        .arg(&metagraph)
+        .status()
+        .expect("loadgen metagraph");
+    assert!(status.success());
+
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_s3-auth-api"))
+        .arg("serve")
+        .env_clear()
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("S3_BUCKET", "bench-bucket")
+        .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("S3_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("METAGRAPH_FILE", &metagraph)
+        .env("REDIS_URL", redis.url())
+        .env("DAILY_LIMIT_PER_MINER", "1000000")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("server starts");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "server not up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the Redis connection come up so the run measures the Redis path.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let out = Command::new(loadgen)
+        .args(["--keys", "16", "--validators", "2", "run", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "--endpoint",
+            "folder-access",
+            "-c",
+            "4",
+            "-d",
+            "2",
+            "--requests",
+            "20000",
+        ])
+        .arg("--server-pid")
+        .arg(server.id().to_string())
+        .arg("--json")
+        .output()
+        .expect("loadgen run");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert!(
+        report["requests"].as_u64().is_some_and(|n| n > 20),
+        "{report}"
+    );
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(
+        report["statuses"].as_object().map(|s| s.len()),
+        Some(1),
+        "{report}"
+    );
+    assert!(
+        report["server_rss_after_kib"]
+            .as_u64()
+            .is_some_and(|k| k > 0),
+        "{report}"
+    );
+    // Redis counted exactly what the generator saw answered.
+    let key = s3_auth_api::quota::global_key("", chrono::Utc::now());
+    let reply = redis.command(&format!("GET {key}"));
+    let counted: u64 = reply
+        .lines()
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert_eq!(Some(counted), report["requests"].as_u64(), "{report}");
+}
