@@ -105,7 +105,11 @@ async fn repeated_failures_from_one_address_are_throttled_before_crypto() {
         .expect("seconds");
     assert!((1..=60).contains(&retry), "retry-after {retry}");
     let detail = res.json::<Value>().await.expect("json")["detail"].clone();
-    assert!(detail.as_str().is_some_and(|d| d.contains("failed authentication")));
+    assert!(
+        detail
+            .as_str()
+            .is_some_and(|d| d.contains("failed authentication"))
+    );
     // Entries the client adds left of the proxy's own are not believed.
     let res = post_from(&app, "203.0.113.50, 198.51.100.2", &app.miner_request()).await;
     assert_eq!(res.status(), 429);
