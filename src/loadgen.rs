@@ -203,6 +203,24 @@ pub struct RunSpec {
     pub connections: usize,
     /// How long to send for.
     pub duration: Duration,
+    /// Total requests per second to pace at (open-loop: latency counts from when a
+    /// request was due, so a stalled server shows up); `None` sends as fast as answered.
+    pub rate: Option<f64>,
+    /// Report throughput, p99 and errors per interval of this length.
+    pub interval: Option<Duration>,
+}
+
+/// One interval of a run's time series.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntervalStat {
+    /// Seconds from the start to the end of the interval.
+    pub t_s: f64,
+    /// Responses per second in the interval.
+    pub rps: f64,
+    /// 99th percentile latency in the interval, in milliseconds.
+    pub p99_ms: f64,
+    /// Non-2xx responses in the interval.
+    pub errors: u64,
 }
 
 /// What a run measured.
@@ -236,11 +254,16 @@ pub struct Report {
     pub io_errors: u64,
     /// True when the pre-signed bodies ran out before the duration.
     pub ran_out_of_bodies: bool,
+    /// Per-interval figures, when asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<IntervalStat>,
 }
 
+/// One answered request: completion time (ms from start), latency (µs), status.
+type Sample = (u32, u32, u16);
+
 struct ConnResult {
-    latencies_us: Vec<u32>,
-    statuses: BTreeMap<u16, u64>,
+    samples: Vec<Sample>,
     io_errors: u64,
 }
 
@@ -254,8 +277,13 @@ pub async fn run(endpoint: Endpoint, requests: Vec<Vec<u8>>, spec: &RunSpec) -> 
     let ran_out = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let deadline = started + spec.duration;
+    let connections = spec.connections.max(1);
+    let period = spec
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(connections as f64 / r));
     let mut tasks = Vec::new();
-    for _ in 0..spec.connections.max(1) {
+    for n in 0..connections {
         let (requests, next, stop, ran_out) = (
             Arc::clone(&requests),
             Arc::clone(&next),
@@ -263,25 +291,41 @@ pub async fn run(endpoint: Endpoint, requests: Vec<Vec<u8>>, spec: &RunSpec) -> 
             Arc::clone(&ran_out),
         );
         let addr = spec.addr.clone();
+        // Paced connections start spread over one period, not all at once.
+        let pacing = period.map(|p| (p, started + p.mul_f64(n as f64 / connections as f64)));
+        let shared = Shared {
+            requests,
+            next,
+            stop,
+            ran_out,
+            reuse,
+            deadline,
+            started,
+        };
         tasks.push(tokio::spawn(async move {
-            connection(addr, requests, next, stop, ran_out, reuse, deadline).await
+            connection(addr, shared, pacing).await
         }));
     }
-    let mut latencies = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
     let mut statuses = BTreeMap::new();
     let mut io_errors = 0;
     for t in tasks {
         if let Ok(r) = t.await {
-            latencies.extend(r.latencies_us);
-            for (s, n) in r.statuses {
-                *statuses.entry(s).or_insert(0) += n;
-            }
+            samples.extend(r.samples);
             io_errors += r.io_errors;
         } else {
             io_errors += 1;
         }
     }
+    for (_, _, status) in &samples {
+        *statuses.entry(*status).or_insert(0) += 1;
+    }
     let seconds = started.elapsed().as_secs_f64();
+    let series = spec
+        .interval
+        .map(|i| time_series(&samples, i, seconds))
+        .unwrap_or_default();
+    let mut latencies: Vec<u32> = samples.iter().map(|s| s.1).collect();
     latencies.sort_unstable();
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -311,35 +355,83 @@ pub async fn run(endpoint: Endpoint, requests: Vec<Vec<u8>>, spec: &RunSpec) -> 
         errors: non_2xx + io_errors,
         io_errors,
         ran_out_of_bodies: ran_out.load(Ordering::Relaxed),
+        series,
     }
 }
 
-async fn connection(
-    addr: String,
+fn time_series(samples: &[Sample], interval: Duration, seconds: f64) -> Vec<IntervalStat> {
+    let width_ms = interval.as_millis().max(1) as u32;
+    let buckets = ((seconds * 1000.0) as u32 / width_ms + 1) as usize;
+    let mut by_bucket: Vec<Vec<(u32, u16)>> = vec![Vec::new(); buckets];
+    for &(at, latency, status) in samples {
+        let b = ((at / width_ms) as usize).min(buckets - 1);
+        by_bucket[b].push((latency, status));
+    }
+    by_bucket
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(i, v)| {
+            let mut lat: Vec<u32> = v.iter().map(|x| x.0).collect();
+            lat.sort_unstable();
+            let idx = ((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len()) - 1;
+            IntervalStat {
+                t_s: f64::from((i as u32 + 1) * width_ms) / 1000.0,
+                rps: v.len() as f64 / interval.as_secs_f64(),
+                p99_ms: f64::from(lat[idx]) / 1000.0,
+                errors: v.iter().filter(|x| !(200..300).contains(&x.1)).count() as u64,
+            }
+        })
+        .collect()
+}
+
+struct Shared {
     requests: Arc<Vec<Vec<u8>>>,
     next: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     ran_out: Arc<AtomicBool>,
     reuse: bool,
     deadline: Instant,
+    started: Instant,
+}
+
+async fn connection(
+    addr: String,
+    shared: Shared,
+    pacing: Option<(Duration, Instant)>,
 ) -> ConnResult {
     let mut result = ConnResult {
-        latencies_us: Vec::with_capacity(64 * 1024),
-        statuses: BTreeMap::new(),
+        samples: Vec::with_capacity(64 * 1024),
         io_errors: 0,
     };
+    let mut ticker = pacing.map(|(period, first)| {
+        let mut t = tokio::time::interval_at(first.into(), period);
+        // Requests that fell behind are sent at once and measured from when they were due.
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t
+    });
     let mut stream: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(16 * 1024);
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        let request = if reuse {
-            &requests[0]
+    while !shared.stop.load(Ordering::Relaxed) && Instant::now() < shared.deadline {
+        let due = match ticker.as_mut() {
+            Some(t) => {
+                let due = t.tick().await.into_std();
+                if due >= shared.deadline {
+                    break;
+                }
+                Some(due)
+            }
+            None => None,
+        };
+        let request = if shared.reuse {
+            &shared.requests[0]
         } else {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            match requests.get(i) {
+            let i = shared.next.fetch_add(1, Ordering::Relaxed);
+            match shared.requests.get(i) {
                 Some(r) => r,
                 None => {
-                    ran_out.store(true, Ordering::Relaxed);
-                    stop.store(true, Ordering::Relaxed);
+                    shared.ran_out.store(true, Ordering::Relaxed);
+                    shared.stop.store(true, Ordering::Relaxed);
                     break;
                 }
             }
@@ -358,12 +450,16 @@ async fn connection(
             }
         }
         let Some(s) = stream.as_mut() else { continue };
-        let sent = Instant::now();
+        let sent = due.unwrap_or_else(Instant::now);
         match exchange(s, request, &mut buf).await {
             Ok((status, keep_alive)) => {
-                let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-                result.latencies_us.push(us);
-                *result.statuses.entry(status).or_insert(0) += 1;
+                let done = Instant::now();
+                let us = done
+                    .saturating_duration_since(sent)
+                    .as_micros()
+                    .min(u128::from(u32::MAX));
+                let at = done.saturating_duration_since(shared.started).as_millis();
+                result.samples.push((at as u32, us as u32, status));
                 if !keep_alive {
                     stream = None;
                 }

@@ -50,6 +50,12 @@ enum Command {
         /// Signed bodies to prepare (each is sent once); the run stops early if they run out.
         #[arg(long, default_value_t = 200_000)]
         requests: usize,
+        /// Total requests per second to pace at (default: as fast as answered).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Also report req/s, p99 and errors per interval of this many seconds.
+        #[arg(long)]
+        interval: Option<f64>,
         /// Worker threads of the generator.
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -82,6 +88,8 @@ fn main() -> anyhow::Result<()> {
             connections,
             duration,
             requests,
+            rate,
+            interval,
             threads,
             server_pid,
             json,
@@ -98,6 +106,8 @@ fn main() -> anyhow::Result<()> {
                 addr,
                 connections,
                 duration: Duration::from_secs_f64(duration.max(0.1)),
+                rate,
+                interval: interval.map(|i| Duration::from_secs_f64(i.max(0.1))),
             };
             let report = runtime.block_on(loadgen::run(endpoint, prepared, &spec));
             let after = server_pid.and_then(loadgen::process_memory_kib);
@@ -132,6 +142,12 @@ fn main() -> anyhow::Result<()> {
                         ""
                     }
                 );
+                for i in &report.series {
+                    println!(
+                        "  t={:>6.1}s {:>8.0} req/s p99 {:>7.2} ms errors {}",
+                        i.t_s, i.rps, i.p99_ms, i.errors
+                    );
+                }
                 if let Some((rss, hwm)) = after {
                     println!("server RSS {} KiB (peak {} KiB)", rss, hwm);
                 }
