@@ -2,9 +2,7 @@
 //! quota rejections by kind. Gauges (metagraph, S3, Redis, credentials) are read from the
 //! state when `/metrics` is rendered.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::access::AccessError;
@@ -25,39 +23,88 @@ pub const AUTH_REASONS: [&str; 7] = [
     "throttled",
 ];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// Statuses counted per route: 100 to 599.
+const STATUS_SLOTS: usize = 500;
+
+/// Lock-free counters of one route: answers by status, and a latency histogram.
+#[derive(Debug)]
+struct RouteMetrics {
+    statuses: Box<[AtomicU64]>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
 }
 
-/// Counters and histograms updated on the request path.
-#[derive(Debug, Default)]
+impl Default for RouteMetrics {
+    fn default() -> Self {
+        Self {
+            statuses: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Counters and histograms updated on the request path, without locks or allocation.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    labels: Vec<&'static str>,
+    routes: Vec<RouteMetrics>,
     auth_failures: [AtomicU64; AUTH_REASONS.len()],
     quota_hotkey: AtomicU64,
     quota_global: AtomicU64,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut labels: Vec<&'static str> = crate::api::openapi::ROUTES
+            .iter()
+            .map(|(_, p)| *p)
+            .collect();
+        labels.push(UNMATCHED);
+        Self {
+            routes: labels.iter().map(|_| RouteMetrics::default()).collect(),
+            labels,
+            auth_failures: Default::default(),
+            quota_hotkey: AtomicU64::new(0),
+            quota_global: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The label of requests to paths that are not routes.
+pub const UNMATCHED: &str = "unmatched";
+
 impl Metrics {
-    /// Records one answered request. `route` must come from a bounded set.
+    /// The label for `path`: the route itself, or `unmatched`, so arbitrary paths cannot
+    /// grow the metrics.
+    pub fn route_label(&self, path: &str) -> &'static str {
+        self.labels
+            .iter()
+            .find(|l| **l == path)
+            .copied()
+            .unwrap_or(UNMATCHED)
+    }
+
+    /// Records one answered request on `route` (a label from [`Metrics::route_label`]).
     pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry((route.to_owned(), status)).or_default() += 1;
-        }
-        if let Ok(mut m) = self.latency.lock() {
-            let h = m.entry(route.to_owned()).or_default();
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                if seconds <= *bound {
-                    h.counts[i] += 1;
-                }
+        let index = self
+            .labels
+            .iter()
+            .position(|l| *l == route)
+            .unwrap_or(self.labels.len() - 1);
+        let m = &self.routes[index];
+        let slot = usize::from(status.clamp(100, 599) - 100);
+        m.statuses[slot].fetch_add(1, Ordering::Relaxed);
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                m.buckets[i].fetch_add(1, Ordering::Relaxed);
             }
-            h.count += 1;
-            h.sum += seconds;
         }
+        m.count.fetch_add(1, Ordering::Relaxed);
+        m.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
     /// Records why an access request was refused (other errors are not counted here).
@@ -87,40 +134,48 @@ impl Metrics {
     /// Appends the counters and histograms in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         out.push_str("# HELP s3_auth_requests_total Requests answered, by route and status.\n# TYPE s3_auth_requests_total counter\n");
-        if let Ok(m) = self.requests.lock() {
-            for ((route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "s3_auth_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+        let mut order: Vec<usize> = (0..self.labels.len()).collect();
+        order.sort_by_key(|i| self.labels[*i]);
+        for &i in &order {
+            for (slot, n) in self.routes[i].statuses.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "s3_auth_requests_total{{route=\"{}\",status=\"{}\"}} {n}",
+                        self.labels[i],
+                        slot + 100
+                    );
+                }
             }
         }
         out.push_str("# HELP s3_auth_request_duration_seconds Request latency, by route.\n# TYPE s3_auth_request_duration_seconds histogram\n");
-        if let Ok(m) = self.latency.lock() {
-            for (route, h) in m.iter() {
-                for (i, bound) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "s3_auth_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
-                        h.counts[i]
-                    );
-                }
+        for &i in &order {
+            let (route, h) = (self.labels[i], &self.routes[i]);
+            let count = h.count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            for (b, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
-                    "s3_auth_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(
-                    out,
-                    "s3_auth_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                    h.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "s3_auth_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                    h.count
+                    "s3_auth_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
+                    h.buckets[b].load(Ordering::Relaxed)
                 );
             }
+            let _ = writeln!(
+                out,
+                "s3_auth_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "s3_auth_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "s3_auth_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+            );
         }
         out.push_str("# HELP s3_auth_auth_failures_total Refused identity checks, by reason.\n# TYPE s3_auth_auth_failures_total counter\n");
         for (i, reason) in AUTH_REASONS.iter().enumerate() {

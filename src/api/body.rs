@@ -20,6 +20,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = req
+            .extensions()
+            .get::<super::middleware::CallerHotkey>()
+            .cloned();
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit: BODY_LIMIT }
@@ -28,7 +32,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             }
         })?;
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(Value::Object(map)) => {
+                if let (Some(caller), Some(Value::String(hotkey))) = (caller, map.get("hotkey")) {
+                    caller.set(hotkey);
+                }
+                Ok(JsonObject(map))
+            }
             Ok(_) => Err(ApiError::Validation(vec![ValidationIssue {
                 kind: "model_attributes_type",
                 loc: vec![json!("body")],

@@ -1,18 +1,15 @@
 //! Cross-cutting HTTP behaviour: request ids, one access log line per request, a
 //! per-request timeout, load shedding, and request counters.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
-use super::body::BODY_LIMIT;
 use super::error::ApiError;
 use crate::state::AppState;
 
@@ -37,9 +34,22 @@ fn valid_id(v: &HeaderValue) -> Option<String> {
         .then(|| s.to_owned())
 }
 
-#[derive(Deserialize)]
-struct HotkeyOnly {
-    hotkey: Option<String>,
+/// Where the body reader leaves the caller's hotkey for the access log line, so the
+/// body is parsed once.
+#[derive(Debug, Clone, Default)]
+pub struct CallerHotkey(Arc<OnceLock<String>>);
+
+impl CallerHotkey {
+    /// Records the hotkey a body claims (only plausible ones: at most 64 characters).
+    pub fn set(&self, hotkey: &str) {
+        if hotkey.len() <= 64 {
+            let _ = self.0.set(hotkey.to_owned());
+        }
+    }
+
+    fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
 }
 
 /// Paths that must answer even when the instance sheds load.
@@ -58,25 +68,14 @@ pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: 
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     // Routes have no path parameters, so the path names the route.
-    let route: String = req.uri().path().chars().take(100).collect();
-
-    // The caller's hotkey, for the log line: read from JSON bodies (never logged whole).
-    let mut hotkey = None;
-    if method == Method::POST {
-        let (parts, body) = req.into_parts();
-        let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
-            Ok(b) => b,
-            Err(_) => {
-                let response = ApiError::PayloadTooLarge { limit: BODY_LIMIT }.into_response();
-                return finish(&state, response, &id, &method, &route, None, started);
-            }
-        };
-        hotkey = serde_json::from_slice::<HotkeyOnly>(&bytes)
-            .ok()
-            .and_then(|h| h.hotkey)
-            .filter(|h| h.len() <= 64);
-        req = Request::from_parts(parts, Body::from(bytes));
-    }
+    let path = req.uri().path();
+    let route = state.metrics.route_label(path);
+    let unmatched_path =
+        (route == crate::metrics::UNMATCHED).then(|| path.chars().take(100).collect::<String>());
+    let path = unmatched_path.as_deref().unwrap_or(route);
+    // The caller's hotkey, for the log line, as the body reader finds it.
+    let hotkey = CallerHotkey::default();
+    req.extensions_mut().insert(hotkey.clone());
 
     let permit = if is_probe(req.uri().path()) {
         None
@@ -89,7 +88,7 @@ pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: 
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return finish(&state, response, &id, &method, &route, hotkey, started);
+                return finish(&state, response, &id, &method, (route, path), None, started);
             }
         }
     };
@@ -98,7 +97,15 @@ pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: 
         Err(_) => ApiError::Timeout("Request timed out".into()).into_response(),
     };
     drop(permit);
-    finish(&state, response, &id, &method, &route, hotkey, started)
+    finish(
+        &state,
+        response,
+        &id,
+        &method,
+        (route, path),
+        hotkey.get(),
+        started,
+    )
 }
 
 fn finish(
@@ -106,18 +113,12 @@ fn finish(
     mut response: Response,
     id: &str,
     method: &Method,
-    route: &str,
-    hotkey: Option<String>,
+    (label, route): (&'static str, &str),
+    hotkey: Option<&str>,
     started: Instant,
 ) -> Response {
     let status = response.status().as_u16();
     state.stats.record(status);
-    // Label only known routes, so arbitrary paths cannot grow the metrics without bound.
-    let label = if super::openapi::ROUTES.iter().any(|(_, p)| *p == route) || route == "/metrics" {
-        route
-    } else {
-        "unmatched"
-    };
     state
         .metrics
         .observe_request(label, status, started.elapsed().as_secs_f64());
@@ -132,7 +133,7 @@ fn finish(
         status,
         latency_ms = (latency_ms * 100.0).round() / 100.0,
         request_id = id,
-        hotkey = hotkey.as_deref().unwrap_or("-"),
+        hotkey = hotkey.unwrap_or("-"),
         "request"
     );
     response
