@@ -7,6 +7,7 @@ pub mod listing;
 pub mod post_policy;
 pub mod presign;
 pub mod secrets;
+pub mod signing_key;
 
 pub use credentials::{CredentialError, CredentialSource, fit_lifetime};
 pub use health::S3Health;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
+use aws_sigv4::sign::v4::calculate_signature;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
@@ -111,7 +111,7 @@ pub fn sign_policy(
     time: SystemTime,
     policy_b64: &str,
 ) -> String {
-    let key = generate_signing_key(secret_access_key, time, region, "s3");
+    let key = super::signing_key::signing_key(secret_access_key, time, region);
     calculate_signature(key, policy_b64.as_bytes())
 }
 
