@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use criterion::{Criterion, criterion_group, criterion_main};
 use s3_auth_api::api::miner::{FolderAccessResponse, StructureInfo};
-use s3_auth_api::auth::{decode_ss58, verify_signature};
+use s3_auth_api::auth::{decode_ss58, verify_signature, verify_with_key};
 use s3_auth_api::keys::SigningKey;
 use s3_auth_api::loadgen::BenchKeys;
 use s3_auth_api::metagraph::Metagraph;
@@ -33,6 +33,10 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("sr25519_verify_bare", |b| {
         b.iter(|| verify_signature(&public, black_box(&message), black_box(&bare)))
+    });
+    let decoded = schnorrkel::PublicKey::from_bytes(&public).expect("key");
+    c.bench_function("sr25519_verify_decoded_key", |b| {
+        b.iter(|| verify_with_key(&decoded, black_box(&message), black_box(&bare)))
     });
     c.bench_function("sr25519_verify_bytes_wrapped", |b| {
         b.iter(|| verify_signature(&public, black_box(&message), black_box(&wrapped)))

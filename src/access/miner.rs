@@ -64,7 +64,7 @@ impl AppState {
         now: DateTime<Utc>,
     ) -> Result<MinerGrant, AccessError> {
         let time = self.check_time(now, req.timestamp, req.expiry)?;
-        let public_key = decode_ss58(req.hotkey).map_err(AccessError::BadHotkey)?;
+        decode_ss58(req.hotkey).map_err(AccessError::BadHotkey)?;
         let loaded = self.metagraph()?;
         let neuron = loaded
             .metagraph
@@ -75,7 +75,12 @@ impl AppState {
             hotkey: req.hotkey,
             timestamp: time.timestamp,
         };
-        crate::auth::verify_signature(&public_key, &commitment.message(), req.signature)?;
+        self.verify(
+            &loaded.metagraph,
+            req.hotkey,
+            &commitment.message(),
+            req.signature,
+        )?;
         if self.config.require_coldkey_match && neuron.coldkey != req.coldkey {
             return Err(AccessError::ColdkeyMismatch);
         }

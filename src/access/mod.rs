@@ -21,8 +21,8 @@ use chrono::{DateTime, Utc};
 
 use crate::auth::signature::parse_signature_hex;
 use crate::auth::timestamp::RequestTime;
-use crate::auth::{SignatureError, Ss58Error, TimestampError, decode_ss58, verify_signature};
-use crate::metagraph::LoadedMetagraph;
+use crate::auth::{SignatureError, Ss58Error, TimestampError, verify_with_key};
+use crate::metagraph::{LoadedMetagraph, Metagraph};
 use crate::quota::{QuotaDecision, secs_until_utc_midnight};
 use crate::state::AppState;
 use crate::storage::{CredentialError, ListError, PresignError};
@@ -233,11 +233,19 @@ impl AppState {
         err
     }
 
-    /// Verifies `signature` by `hotkey` over the commitment `message`.
-    pub fn verify(&self, hotkey: &str, message: &str, signature: &str) -> Result<(), AccessError> {
+    /// Verifies `signature` by the registered `hotkey` over the commitment `message`,
+    /// with the public key the metagraph decoded.
+    pub fn verify(
+        &self,
+        metagraph: &Metagraph,
+        hotkey: &str,
+        message: &str,
+        signature: &str,
+    ) -> Result<(), AccessError> {
         // A hotkey in the metagraph that is not SS58 cannot have signed anything.
-        let key = decode_ss58(hotkey)
-            .map_err(|_| AccessError::BadSignature(SignatureError::BadPublicKey))?;
-        Ok(verify_signature(&key, message, signature)?)
+        let key = metagraph
+            .public_key(hotkey)
+            .ok_or(AccessError::BadSignature(SignatureError::BadPublicKey))?;
+        Ok(verify_with_key(key, message, signature)?)
     }
 }

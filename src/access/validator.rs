@@ -155,7 +155,12 @@ impl AppState {
         {
             return Err(AccessError::NotValidator);
         }
-        self.verify(req.hotkey, &message(time.timestamp), req.signature)?;
+        self.verify(
+            &loaded.metagraph,
+            req.hotkey,
+            &message(time.timestamp),
+            req.signature,
+        )?;
         let credentials = self.signing_credentials().await?;
         let usage = self
             .charge(

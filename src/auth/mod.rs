@@ -7,6 +7,6 @@ pub mod ss58;
 pub mod timestamp;
 
 pub use commitment::Commitment;
-pub use signature::{SignatureError, verify_signature};
+pub use signature::{SignatureError, verify_signature, verify_with_key};
 pub use ss58::{Ss58Error, decode_ss58, encode_ss58};
 pub use timestamp::{TimestampError, TimestampWindow};

@@ -49,8 +49,18 @@ pub fn verify_signature(
     message: &str,
     signature_hex: &str,
 ) -> Result<(), SignatureError> {
-    let bytes = parse_signature_hex(signature_hex)?;
     let public = PublicKey::from_bytes(public_key).map_err(|_| SignatureError::BadPublicKey)?;
+    verify_with_key(&public, message, signature_hex)
+}
+
+/// [`verify_signature`] with a public key already decoded (the metagraph keeps each
+/// neuron's, so a request does not pay for the point decompression).
+pub fn verify_with_key(
+    public: &PublicKey,
+    message: &str,
+    signature_hex: &str,
+) -> Result<(), SignatureError> {
+    let bytes = parse_signature_hex(signature_hex)?;
     // `from_bytes` rejects signatures without the sr25519 marker bit (e.g. ed25519 ones).
     let signature = Signature::from_bytes(&bytes).map_err(|_| SignatureError::Mismatch)?;
     if public

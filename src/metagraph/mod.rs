@@ -59,6 +59,9 @@ pub struct Metagraph {
     block: u64,
     neurons: Vec<Neuron>,
     by_hotkey: HashMap<String, usize>,
+    /// Each neuron's sr25519 public key, decoded once here rather than per request
+    /// (`None` for a hotkey that is not a valid SS58 sr25519 key).
+    keys: Vec<Option<schnorrkel::PublicKey>>,
 }
 
 /// Why a metagraph could not be built or loaded.
@@ -133,11 +136,21 @@ impl Metagraph {
             .enumerate()
             .map(|(i, n)| (n.hotkey.clone(), i))
             .collect();
+        let keys = doc
+            .neurons
+            .iter()
+            .map(|n| {
+                crate::auth::decode_ss58(&n.hotkey)
+                    .ok()
+                    .and_then(|k| schnorrkel::PublicKey::from_bytes(&k).ok())
+            })
+            .collect();
         Self {
             netuid: doc.netuid,
             block: doc.block,
             neurons: doc.neurons,
             by_hotkey,
+            keys,
         }
     }
 
@@ -169,6 +182,15 @@ impl Metagraph {
     /// The neuron registered under `hotkey`, if any.
     pub fn get(&self, hotkey: &str) -> Option<&Neuron> {
         self.by_hotkey.get(hotkey).map(|&i| &self.neurons[i])
+    }
+
+    /// The decoded public key of a registered `hotkey` (`None` when unregistered or not a
+    /// valid key).
+    pub fn public_key(&self, hotkey: &str) -> Option<&schnorrkel::PublicKey> {
+        self.by_hotkey
+            .get(hotkey)
+            .and_then(|&i| self.keys.get(i))
+            .and_then(Option::as_ref)
     }
 
     /// The document form, e.g. for a snapshot.
