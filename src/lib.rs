@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod quota;
 pub mod state;
 pub mod storage;
+pub mod timefmt;
 
 use std::sync::Arc;
 

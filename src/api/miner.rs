@@ -68,7 +68,7 @@ pub struct FolderAccessResponse {
 /// Formats unix seconds as Python's naive `datetime.isoformat()` on a UTC host.
 pub fn naive_iso(unix: i64) -> String {
     DateTime::<Utc>::from_timestamp(unix, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+        .map(|t| crate::timefmt::iso_seconds(&t, false))
         .unwrap_or_else(|| unix.to_string())
 }
 

@@ -76,7 +76,7 @@ impl QuotaCheck {
 
 /// The UTC date of `now` as `YYYY-MM-DD`.
 pub fn day_key(now: DateTime<Utc>) -> String {
-    now.format("%Y-%m-%d").to_string()
+    crate::timefmt::iso_day(&now)
 }
 
 /// The global counter's key for the day of `now`.

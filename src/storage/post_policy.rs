@@ -124,21 +124,18 @@ pub fn presign_post(
 ) -> PostPolicyForm {
     let now_utc: DateTime<Utc> = now.into();
     let expiration: DateTime<Utc> = (now + spec.expires_in).into();
-    let amz_date = now_utc.format("%Y%m%dT%H%M%SZ").to_string();
+    let amz_date = crate::timefmt::amz_date(&now_utc);
     let credential = format!(
         "{}/{}/{}/s3/aws4_request",
         credentials.access_key_id(),
-        now_utc.format("%Y%m%d"),
+        crate::timefmt::amz_day(&now_utc),
         location.region
     );
     let key_template = format!("{}${{filename}}", spec.key_prefix);
 
     let mut policy = String::with_capacity(1024);
     policy.push_str("{\"expiration\": ");
-    push_json_str(
-        &mut policy,
-        &expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    );
+    push_json_str(&mut policy, &crate::timefmt::iso_seconds(&expiration, true));
     policy.push_str(", \"conditions\": [");
     push_eq(&mut policy, "acl", "private");
     policy.push_str(", ");

@@ -74,8 +74,11 @@ pub fn presign_get(
         _ => authority,
     };
     let time: DateTime<Utc> = now.into();
-    let amz_date = time.format("%Y%m%dT%H%M%SZ").to_string();
-    let scope = format!("{}/{region}/s3/aws4_request", time.format("%Y%m%d"));
+    let amz_date = crate::timefmt::amz_date(&time);
+    let scope = format!(
+        "{}/{region}/s3/aws4_request",
+        crate::timefmt::amz_day(&time)
+    );
     let credential = format!("{}/{scope}", credentials.access_key_id());
     let expires = expires_in.as_secs().to_string();
 
