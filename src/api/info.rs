@@ -359,7 +359,12 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
             "hotkeys_count": l.metagraph.len(),
             "validators_count": l.metagraph.validators_count(state.config.validator_min_alpha_stake),
             "block": l.metagraph.block(),
-            "last_sync": chrono::DateTime::<chrono::Utc>::from(l.synced_at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "last_sync": l
+                .synced_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .and_then(|d| chrono::DateTime::from_timestamp(i64::try_from(d.as_secs()).ok()?, 0))
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             "age_seconds": l.age().as_secs(),
             "stale": metagraph_stale,
             "consecutive_failures": sync.consecutive_failures,

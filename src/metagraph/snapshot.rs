@@ -46,6 +46,9 @@ pub async fn read(path: &Path, netuid: u16) -> Result<(Metagraph, SystemTime), M
             found: doc.netuid,
         });
     }
-    let synced_at = UNIX_EPOCH + Duration::from_secs(doc.synced_at.unwrap_or(0).max(0) as u64);
+    // A time from the future (a clock gone wrong, or a corrupt file) would make the
+    // snapshot look fresh forever and cannot always be formatted: count it as now.
+    let recorded = UNIX_EPOCH + Duration::from_secs(doc.synced_at.unwrap_or(0).max(0) as u64);
+    let synced_at = recorded.min(SystemTime::now());
     Ok((Metagraph::from_document(doc), synced_at))
 }
