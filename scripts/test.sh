@@ -46,6 +46,9 @@ cargo test --locked --all-targets 2>&1 | tee "$log"
 S3_AUTH_API_BIN="$CARGO_TARGET_DIR/debug/s3-auth-api" \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee -a "$log"
 
+# Fuzzing smoke: every cargo-fuzz target for FUZZ_SMOKE_SECONDS (30 s) from the seeds.
+bash scripts/fuzz-smoke.sh
+
 # One closing line with the totals of every test binary and pytest.
 awk '
   /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
