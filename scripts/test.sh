@@ -48,6 +48,8 @@ S3_AUTH_API_BIN="$CARGO_TARGET_DIR/debug/s3-auth-api" \
 
 # Fuzzing smoke: every cargo-fuzz target for FUZZ_SMOKE_SECONDS (30 s) from the seeds.
 bash scripts/fuzz-smoke.sh
+# Soak smoke: one minute at a steady rate; fails on errors or memory drift over 5 %.
+bash scripts/soak.sh --duration 60
 
 # One closing line with the totals of every test binary and pytest.
 awk '

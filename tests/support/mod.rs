@@ -478,3 +478,145 @@ pub async fn upload(
         .await
         .expect("upload reaches S3")
 }
+
+// ---- Fault-injection helpers (tests/faults.rs) ----
+
+impl RedisServer {
+    /// Kills `redis-server` with SIGKILL (as a crash or an OOM kill would) and returns its
+    /// port, so a new one can be started on it with [`RedisServer::start_on`].
+    pub fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+
+    /// `GET key` as a number; `None` when the key does not exist.
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        let reply = self.command(&format!("GET {key}"));
+        if reply.starts_with("$-1") {
+            return None;
+        }
+        let value = reply.lines().nth(1).map(str::trim).unwrap_or_default();
+        Some(
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("GET {key}: unexpected reply {reply:?}")),
+        )
+    }
+
+    /// `DBSIZE`: how many keys the server holds.
+    pub fn dbsize(&self) -> u64 {
+        let reply = self.command("DBSIZE");
+        reply
+            .trim()
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("DBSIZE: unexpected reply {reply:?}"))
+    }
+}
+
+/// Whether this is a CI run (`CI=true`): there, a missing dependency or capability fails a
+/// test with a message instead of letting it run reduced.
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The soft and hard limits on open files of this process (from `/proc/self/limits`).
+pub fn nofile_limits() -> (u64, u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files in /proc/self/limits");
+    let mut fields = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .map(|v| {
+            if v == "unlimited" {
+                u64::MAX
+            } else {
+                v.parse().unwrap_or(0)
+            }
+        });
+    let soft = fields.next().unwrap_or(0);
+    let hard = fields.next().unwrap_or(soft);
+    (soft, hard)
+}
+
+/// Raises this process's soft limit on open files towards `wanted` (at most the hard
+/// limit) with util-linux `prlimit`, without linking libc; returns the soft limit then in
+/// force.
+pub fn raise_nofile_limit(wanted: u64) -> u64 {
+    let (soft, hard) = nofile_limits();
+    if soft >= wanted {
+        return soft;
+    }
+    let target = wanted.min(hard);
+    let hard_text = if hard == u64::MAX {
+        "unlimited".to_owned()
+    } else {
+        hard.to_string()
+    };
+    let result = Command::new("prlimit")
+        .arg("--pid")
+        .arg(std::process::id().to_string())
+        .arg(format!("--nofile={target}:{hard_text}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !matches!(result, Ok(s) if s.success()) {
+        eprintln!("note: could not raise the open-files limit with prlimit ({result:?})");
+    }
+    nofile_limits().0
+}
+
+/// The server side of TCP port `port` on 127.0.0.1, from `/proc/net/tcp`: connections
+/// established to it, and how many of them wait in its listen socket's accept queue (not
+/// yet taken by the server).
+pub fn tcp_server_side(port: u16) -> (usize, usize) {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let local = format!("0100007F:{port:04X}");
+    let (mut established, mut queued) = (0, 0);
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 || f[1] != local {
+            continue;
+        }
+        match f[3] {
+            "01" => established += 1,
+            // LISTEN: rx_queue is the accept queue's current length.
+            "0A" => {
+                queued = f[4]
+                    .split(':')
+                    .nth(1)
+                    .and_then(|q| usize::from_str_radix(q, 16).ok())
+                    .unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    (established, queued)
+}
+
+/// TCP sockets on 127.0.0.1 whose local or remote port is `port`, counted by
+/// `{side}:{state}` (hex state of `/proc/net/tcp`), for failure messages.
+pub fn tcp_states(port: u16) -> std::collections::BTreeMap<String, usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let end = format!("0100007F:{port:04X}");
+    let mut states = std::collections::BTreeMap::new();
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 {
+            continue;
+        }
+        let side = if f[1] == end {
+            "server"
+        } else if f[2] == end {
+            "client"
+        } else {
+            continue;
+        };
+        *states.entry(format!("{side}:{}", f[3])).or_insert(0) += 1;
+    }
+    states
+}
