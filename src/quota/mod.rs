@@ -174,6 +174,9 @@ pub struct Quotas {
     redis_down_until: Mutex<Option<Instant>>,
     last_warning: Mutex<Option<Instant>>,
     redis_ok: AtomicBool,
+    /// Redis failures so far: a success that started before the latest failure must not
+    /// mark Redis healthy again.
+    redis_failures: AtomicU64,
     fallback_activations: AtomicU64,
 }
 
@@ -193,6 +196,7 @@ impl Quotas {
             last_warning: Mutex::new(None),
             // Unknown until the first command or probe answers.
             redis_ok: AtomicBool::new(false),
+            redis_failures: AtomicU64::new(0),
             fallback_activations: AtomicU64::new(0),
         }
     }
@@ -225,12 +229,20 @@ impl Quotas {
     /// Pings Redis (bounded by the store's timeouts) and records the result.
     pub async fn probe_redis(&self) -> Option<bool> {
         let redis = self.redis.as_ref()?;
+        let failures_before = self.redis_failures.load(Ordering::SeqCst);
         let ok = redis.ping().await.is_ok();
-        self.redis_ok.store(ok, Ordering::Relaxed);
-        if ok && let Ok(mut until) = self.redis_down_until.lock() {
-            *until = None;
+        if !ok {
+            self.redis_failures.fetch_add(1, Ordering::SeqCst);
+            self.redis_ok.store(false, Ordering::SeqCst);
+            return Some(false);
         }
-        Some(ok)
+        if self.redis_failures.load(Ordering::SeqCst) == failures_before {
+            self.redis_ok.store(true, Ordering::SeqCst);
+            if let Ok(mut until) = self.redis_down_until.lock() {
+                *until = None;
+            }
+        }
+        Some(self.redis_ok())
     }
 
     fn redis_skipped(&self) -> bool {
@@ -241,7 +253,8 @@ impl Quotas {
     }
 
     fn note_redis_failure(&self, err: &QuotaError) {
-        self.redis_ok.store(false, Ordering::Relaxed);
+        self.redis_failures.fetch_add(1, Ordering::SeqCst);
+        self.redis_ok.store(false, Ordering::SeqCst);
         if let Ok(mut until) = self.redis_down_until.lock() {
             *until = Some(Instant::now() + REDIS_RETRY_AFTER);
         }
@@ -279,9 +292,13 @@ impl Quotas {
         check.replay = replay.map(|(sig, ttl)| ReplayGuard::new(&self.prefix, hotkey, sig, ttl));
         if let Some(redis) = &self.redis {
             if !self.redis_skipped() {
+                let failures_before = self.redis_failures.load(Ordering::SeqCst);
                 match redis.acquire(&check).await {
                     Ok(decision) => {
-                        self.redis_ok.store(true, Ordering::Relaxed);
+                        // Only when no other call saw Redis fail meanwhile.
+                        if self.redis_failures.load(Ordering::SeqCst) == failures_before {
+                            self.redis_ok.store(true, Ordering::SeqCst);
+                        }
                         return Ok(QuotaOutcome {
                             decision,
                             backend: Backend::Redis,
