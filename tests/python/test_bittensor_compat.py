@@ -5,49 +5,18 @@ requests. The server is `s3-auth-api dev`, started from the binary in S3_AUTH_AP
 """
 
 import os
-import socket
-import subprocess
-import tempfile
 import time
 
 import pytest
 import requests
 from substrateinterface import Keypair
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import start_dev
 
 
 @pytest.fixture(scope="module")
 def api():
-    binary = os.environ.get("S3_AUTH_API_BIN")
-    if not binary or not os.path.exists(binary):
-        pytest.fail("S3_AUTH_API_BIN must point at the built s3-auth-api binary (scripts/test.sh sets it)")
-    port, s3_port = free_port(), free_port()
-    data = tempfile.mkdtemp()
-    proc = subprocess.Popen(
-        [binary, "dev", "--port", str(port), "--s3-port", str(s3_port), "--data-dir", data],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            if requests.get(f"{base}/healthcheck", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if time.time() > deadline:
-            proc.kill()
-            pytest.fail("dev server did not become healthy in 30 s")
-        time.sleep(0.1)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    yield from start_dev()
 
 
 def sign(keypair, message):

@@ -27,10 +27,7 @@ same on every machine.
 """
 
 import math
-import os
 import socket
-import subprocess
-import tempfile
 import time
 from collections import Counter
 from itertools import count
@@ -38,6 +35,7 @@ from itertools import count
 import pytest
 import requests
 import schemathesis
+from conftest import start_dev
 from requests.adapters import HTTPAdapter
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
@@ -71,45 +69,10 @@ signed_replays = Counter()
 statuses = {}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def api():
-    binary = os.environ.get("S3_AUTH_API_BIN")
-    if not binary or not os.path.exists(binary):
-        pytest.fail("S3_AUTH_API_BIN must point at the built s3-auth-api binary (scripts/test.sh sets it)")
-    port, s3_port = free_port(), free_port()
-    data = tempfile.mkdtemp()
     high = str(10**9)
-    proc = subprocess.Popen(
-        [binary, "dev", "--port", str(port), "--s3-port", str(s3_port), "--data-dir", data,
-         "--miner-limit", high, "--validator-limit", high, "--total-limit", high],
-        # Run where no stray `.env` is read.
-        cwd=data,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            if requests.get(f"{base}/healthcheck", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"dev server exited with {proc.returncode} before becoming healthy")
-        if time.time() > deadline:
-            proc.kill()
-            pytest.fail("dev server did not become healthy in 30 s")
-        time.sleep(0.1)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    yield from start_dev("--miner-limit", high, "--validator-limit", high, "--total-limit", high)
 
 
 class SourceAddressAdapter(HTTPAdapter):
