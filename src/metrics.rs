@@ -73,27 +73,35 @@ impl Default for Metrics {
     }
 }
 
+/// A route as the metrics know it (from [`Metrics::route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    index: usize,
+    /// The route's path, or `unmatched`.
+    pub label: &'static str,
+}
+
 /// The label of requests to paths that are not routes.
 pub const UNMATCHED: &str = "unmatched";
 
 impl Metrics {
-    /// The label for `path`: the route itself, or `unmatched`, so arbitrary paths cannot
+    /// The route of `path`: one of the routes, or `unmatched`, so arbitrary paths cannot
     /// grow the metrics.
-    pub fn route_label(&self, path: &str) -> &'static str {
-        self.labels
-            .iter()
-            .find(|l| **l == path)
-            .copied()
-            .unwrap_or(UNMATCHED)
-    }
-
-    /// Records one answered request on `route` (a label from [`Metrics::route_label`]).
-    pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
+    pub fn route(&self, path: &str) -> Route {
         let index = self
             .labels
             .iter()
-            .position(|l| *l == route)
+            .position(|l| *l == path)
             .unwrap_or(self.labels.len() - 1);
+        Route {
+            index,
+            label: self.labels[index],
+        }
+    }
+
+    /// Records one answered request on `route`.
+    pub fn observe_request(&self, route: Route, status: u16, seconds: f64) {
+        let index = route.index.min(self.routes.len() - 1);
         let m = &self.routes[index];
         let slot = usize::from(status.clamp(100, 599) - 100);
         m.statuses[slot].fetch_add(1, Ordering::Relaxed);

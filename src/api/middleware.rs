@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use crate::metrics::Route;
 use crate::state::AppState;
 
 /// The request id of a request, as sent in `x-request-id` or generated.
@@ -69,10 +70,10 @@ pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: 
     let method = req.method().clone();
     // Routes have no path parameters, so the path names the route.
     let path = req.uri().path();
-    let route = state.metrics.route_label(path);
-    let unmatched_path =
-        (route == crate::metrics::UNMATCHED).then(|| path.chars().take(100).collect::<String>());
-    let path = unmatched_path.as_deref().unwrap_or(route);
+    let route = state.metrics.route(path);
+    let unmatched_path = (route.label == crate::metrics::UNMATCHED)
+        .then(|| path.chars().take(100).collect::<String>());
+    let path = unmatched_path.as_deref().unwrap_or(route.label);
     // The caller's hotkey, for the log line, as the body reader finds it.
     let hotkey = CallerHotkey::default();
     req.extensions_mut().insert(hotkey.clone());
@@ -113,7 +114,7 @@ fn finish(
     mut response: Response,
     id: &str,
     method: &Method,
-    (label, route): (&'static str, &str),
+    (route, path): (Route, &str),
     hotkey: Option<&str>,
     started: Instant,
 ) -> Response {
@@ -121,7 +122,7 @@ fn finish(
     state.stats.record(status);
     state
         .metrics
-        .observe_request(label, status, started.elapsed().as_secs_f64());
+        .observe_request(route, status, started.elapsed().as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -129,7 +130,7 @@ fn finish(
     tracing::info!(
         target: "access",
         method = %method,
-        route,
+        route = path,
         status,
         latency_ms = (latency_ms * 100.0).round() / 100.0,
         request_id = id,
