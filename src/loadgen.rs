@@ -85,30 +85,20 @@ impl BenchKeys {
     /// A metagraph of subnet `netuid` in which the validators hold a permit and enough
     /// stake, and every miner is owned by its coldkey.
     pub fn metagraph(&self, netuid: u16) -> MetagraphDocument {
-        let validators = self.validators.iter().map(|k| (k.ss58().to_owned(), true));
-        let miners = self
-            .miners
-            .iter()
-            .map(|(k, _)| (k.ss58().to_owned(), false));
-        let mut neurons = Vec::new();
-        for (uid, (hotkey, validator)) in validators.chain(miners).enumerate() {
-            let coldkey = if validator {
-                hotkey.clone()
-            } else {
-                self.miners
-                    .iter()
-                    .find(|(k, _)| k.ss58() == hotkey)
-                    .map(|(_, c)| c.clone())
-                    .unwrap_or_default()
-            };
-            neurons.push(Neuron {
+        // Validators own themselves; each miner is owned by its `//cold` key.
+        let validators = self.validators.iter().map(|k| (k, k.ss58(), true));
+        let miners = self.miners.iter().map(|(k, c)| (k, c.as_str(), false));
+        let neurons = validators
+            .chain(miners)
+            .enumerate()
+            .map(|(uid, (key, coldkey, validator))| Neuron {
                 uid: uid as u16,
-                hotkey,
-                coldkey,
+                hotkey: key.ss58().to_owned(),
+                coldkey: coldkey.to_owned(),
                 validator_permit: validator,
                 alpha_stake: if validator { 1_000_000.0 } else { 10.0 },
-            });
-        }
+            })
+            .collect();
         MetagraphDocument {
             netuid,
             block: 1,

@@ -41,18 +41,15 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, hops: usize) -> Opti
     if hops == 0 {
         return peer;
     }
-    let entries: Vec<&str> = headers
+    // Right to left, without collecting: the entry `hops` from the right.
+    headers
         .get_all("x-forwarded-for")
         .iter()
+        .rev()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    entries
-        .len()
-        .checked_sub(hops)
-        .and_then(|i| entries.get(i))
-        .and_then(|e| e.parse::<IpAddr>().ok())
+        .flat_map(|v| v.rsplit(','))
+        .nth(hops - 1)
+        .and_then(|e| e.trim().parse::<IpAddr>().ok())
         .or(peer)
 }
 
