@@ -19,11 +19,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/s3-auth-api-target}"
-command -v redis-server >/dev/null || { echo "redis-server is required (apt-get install redis-server)" >&2; exit 1; }
-cargo build --release --locked --bin s3-auth-api --bin s3-auth-loadgen
-bin="$CARGO_TARGET_DIR/release"
-
 work="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -32,32 +27,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-redis_port="$(free_port)"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
-pids+=($!)
-"$bin/s3-auth-loadgen" --keys 256 --validators 8 metagraph --out "$work/metagraph.json"
-
-api_port="$(free_port)"
-start_ns="$(date +%s%N)"
-env -i PATH="$PATH" HOME="$HOME" \
-  HOST=127.0.0.1 PORT="$api_port" S3_BUCKET=bench-bucket S3_REGION=us-east-2 \
-  S3_ENDPOINT_URL="http://127.0.0.1:9" AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=benchsecret \
-  METAGRAPH_FILE="$work/metagraph.json" REDIS_URL="redis://127.0.0.1:$redis_port/0" \
-  DAILY_LIMIT_PER_MINER=1000000000 DAILY_LIMIT_PER_VALIDATOR=1000000000 TOTAL_DAILY_LIMIT=1000000000000 \
-  MAX_CONCURRENT_REQUESTS=4096 LOG_LEVEL=warn \
-  "$bin/s3-auth-api" serve >"$work/api.log" 2>&1 &
-api_pid=$!
-pids+=("$api_pid")
-until curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; do
-  kill -0 "$api_pid" 2>/dev/null || { cat "$work/api.log" >&2; exit 1; }
-  sleep 0.01
-done
-ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
-sleep 1
-idle_rss="$(awk '/VmRSS/ {print $2}' "/proc/$api_pid/status")"
+# shellcheck source=scripts/bench-server.sh
+source scripts/bench-server.sh
 
 rows=""
 for endpoint in folder-access validator-access miner-specific-access file-presigned-urls healthz; do

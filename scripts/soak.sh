@@ -50,13 +50,6 @@ for v in "$duration" "$rate" "$connections" "$segment"; do
 done
 [ "$duration" -ge 20 ] || { echo "--duration must be at least 20 s (two RSS samples)" >&2; exit 2; }
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/s3-auth-api-target}"
-for tool in redis-server python3 curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is required (e.g. apt-get install redis-server python3 curl)" >&2; exit 1; }
-done
-cargo build --release --locked --bin s3-auth-api --bin s3-auth-loadgen
-bin="$CARGO_TARGET_DIR/release"
-
 work="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -67,32 +60,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ns() { date +%s%N; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-redis_port="$(free_port)"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
-pids+=($!)
-"$bin/s3-auth-loadgen" --keys 256 --validators 8 metagraph --out "$work/metagraph.json"
-
-api_port="$(free_port)"
-env -i PATH="$PATH" HOME="$HOME" \
-  HOST=127.0.0.1 PORT="$api_port" S3_BUCKET=soak-bucket S3_REGION=us-east-2 \
-  S3_ENDPOINT_URL="http://127.0.0.1:9" AWS_ACCESS_KEY_ID=AKIDSOAK AWS_SECRET_ACCESS_KEY=soaksecret \
-  METAGRAPH_FILE="$work/metagraph.json" REDIS_URL="redis://127.0.0.1:$redis_port/0" \
-  DAILY_LIMIT_PER_MINER=1000000000 DAILY_LIMIT_PER_VALIDATOR=1000000000 TOTAL_DAILY_LIMIT=1000000000000 \
-  MAX_CONCURRENT_REQUESTS=4096 LOG_LEVEL=warn \
-  "$bin/s3-auth-api" serve >"$work/api.log" 2>&1 &
-api_pid=$!
-pids+=("$api_pid")
-ready_deadline=$(( $(date +%s) + 30 ))
-until curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; do
-  kill -0 "$api_pid" 2>/dev/null || { echo "the service exited:" >&2; cat "$work/api.log" >&2; exit 1; }
-  [ "$(date +%s)" -lt "$ready_deadline" ] || { echo "the service was not ready within 30 s" >&2; exit 1; }
-  sleep 0.05
-done
-idle_rss="$(rss_kib "$api_pid")"
+# shellcheck source=scripts/bench-server.sh
+source scripts/bench-server.sh
 
 # One load-generator run of $1 seconds into $2 (JSON), with enough fresh bodies for it.
 run_load() {
