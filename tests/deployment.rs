@@ -7,7 +7,6 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use s3_auth_api::Config;
@@ -192,21 +191,15 @@ fn release_binary_starts_and_answers_healthz() {
     };
     let port = support::free_port();
     let metagraph = root().join("examples/metagraph.sample.json");
-    let mut child = Command::new(&bin)
-        .arg("serve")
-        .env_clear()
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("S3_BUCKET", "release-smoke")
-        .env("AWS_ACCESS_KEY_ID", "AKIDSMOKE")
-        .env("AWS_SECRET_ACCESS_KEY", "smoke")
-        .env("S3_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("METAGRAPH_FILE", &metagraph)
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let mut child = support::serve_command(
+        &bin,
+        port,
+        &metagraph,
+        "http://127.0.0.1:9",
+        &std::env::temp_dir(),
+    )
+    .spawn()
+    .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
     let started = Instant::now();
     let answer = loop {
         if let Ok(Some(status)) = child.try_wait() {

@@ -876,25 +876,17 @@ async fn sigterm_under_load_answers_every_accepted_request_completely() {
     let metagraph = dir.path().join("metagraph.json");
     support::write_json(&metagraph, &keys.metagraph());
     let port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_s3-auth-api"))
-        .arg("serve")
-        .env_clear()
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("S3_BUCKET", BUCKET)
-        .env("S3_ENDPOINT_URL", format!("http://{s3}"))
-        .env("S3_OPERATION_TIMEOUT", "2")
-        .env("AWS_ACCESS_KEY_ID", "AKIDFAULTS")
-        .env("AWS_SECRET_ACCESS_KEY", "faults-secret")
-        .env("METAGRAPH_FILE", &metagraph)
-        .env("REDIS_URL", redis.url())
-        .env("DAILY_LIMIT_PER_MINER", "1000000")
-        .env("SHUTDOWN_GRACE_SECONDS", "10")
-        .env("LOG_LEVEL", "warn")
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("serve starts");
+    let bin = env!("CARGO_BIN_EXE_s3-auth-api");
+    let mut child =
+        support::serve_command(bin, port, &metagraph, &format!("http://{s3}"), dir.path())
+            .env("S3_BUCKET", BUCKET)
+            .env("S3_OPERATION_TIMEOUT", "2")
+            .env("REDIS_URL", redis.url())
+            .env("DAILY_LIMIT_PER_MINER", "1000000")
+            .env("SHUTDOWN_GRACE_SECONDS", "10")
+            .env("LOG_LEVEL", "warn")
+            .spawn()
+            .expect("serve starts");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);

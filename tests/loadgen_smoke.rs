@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,23 +23,13 @@ fn load_generator_drives_the_service_without_errors() {
     assert!(status.success());
 
     let port = free_port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_s3-auth-api"))
-        .arg("serve")
-        .env_clear()
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("S3_BUCKET", "bench-bucket")
-        .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("S3_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("METAGRAPH_FILE", &metagraph)
-        .env("REDIS_URL", redis.url())
-        .env("DAILY_LIMIT_PER_MINER", "1000000")
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
+    let bin = env!("CARGO_BIN_EXE_s3-auth-api");
+    let mut server =
+        support::serve_command(bin, port, &metagraph, "http://127.0.0.1:9", dir.path())
+            .env("REDIS_URL", redis.url())
+            .env("DAILY_LIMIT_PER_MINER", "1000000")
+            .spawn()
+            .expect("server starts");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(started.elapsed() < Duration::from_secs(20), "server not up");

@@ -620,3 +620,30 @@ pub fn tcp_states(port: u16) -> std::collections::BTreeMap<String, usize> {
     }
     states
 }
+
+/// `bin serve` on 127.0.0.1:`port` with a clean environment: fixed signing keys, the
+/// metagraph file, S3 at `s3_endpoint`, working directory `dir`, output discarded. Callers
+/// add what their test needs with `.env(..)` (a later value wins).
+pub fn serve_command(
+    bin: &str,
+    port: u16,
+    metagraph: &Path,
+    s3_endpoint: &str,
+    dir: &Path,
+) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .arg("serve")
+        .env_clear()
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("S3_BUCKET", "test-bucket")
+        .env("S3_ENDPOINT_URL", s3_endpoint)
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("METAGRAPH_FILE", metagraph)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
