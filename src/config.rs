@@ -97,6 +97,20 @@ pub struct Config {
     pub auth_failure_burst: u32,
     /// `AUTH_FAILURES_PER_MINUTE`: rate at which that allowance refills (default 30).
     pub auth_failures_per_minute: u32,
+    /// `HEADER_READ_TIMEOUT`: time a connection has to send complete request headers
+    /// (default 10 s; idle keep-alive connections are not under it).
+    pub header_read_timeout: Duration,
+    /// `BODY_READ_TIMEOUT`: time a request body has to arrive in full before 408
+    /// (default 10 s).
+    pub body_read_timeout: Duration,
+    /// `IDLE_TIMEOUT`: idle keep-alive connections are closed after this (default 120 s,
+    /// above the load balancer's idle timeout).
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS`: connections open at once; beyond, accepting waits (default 10000).
+    pub max_connections: usize,
+    /// `SHUTDOWN_DELAY_SECONDS`: after SIGTERM, time the listener keeps accepting (answers
+    /// carry `Connection: close`) before it closes; part of the grace period (default 3).
+    pub shutdown_delay: Duration,
 }
 
 /// Every variable [`Config`] reads. Deployment files may set only these (a test checks).
@@ -143,7 +157,16 @@ pub const ENV_VARS: &[&str] = &[
     "TRUST_PROXY_HOPS",
     "AUTH_FAILURE_BURST",
     "AUTH_FAILURES_PER_MINUTE",
+    "HEADER_READ_TIMEOUT",
+    "BODY_READ_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "SHUTDOWN_DELAY_SECONDS",
 ];
+
+/// Default of `IDLE_TIMEOUT`: it must stay above the load balancer's idle timeout
+/// (`aws/s3-auth-api.yaml` sets the ALB's; a test compares them).
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 120;
 
 /// Set by ECS in every task: the service then sits behind the ALB's one proxy hop.
 const ECS_MARKER: &str = "ECS_CONTAINER_METADATA_URI_V4";
@@ -520,6 +543,21 @@ impl Config {
             "a positive integer",
             |n: &u32| *n > 0,
         )?;
+        let header_read_timeout = secs("HEADER_READ_TIMEOUT", 10)?;
+        let body_read_timeout = secs("BODY_READ_TIMEOUT", 10)?;
+        let idle_timeout = secs("IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT_SECS)?;
+        let max_connections = env.parsed(
+            "MAX_CONNECTIONS",
+            10_000usize,
+            "a positive integer",
+            |n: &usize| *n > 0,
+        )?;
+        let shutdown_delay = env.parsed(
+            "SHUTDOWN_DELAY_SECONDS",
+            3u64.min(shutdown_grace.as_secs()),
+            "a number of seconds, at most SHUTDOWN_GRACE_SECONDS",
+            |n: &u64| *n <= shutdown_grace.as_secs(),
+        )?;
         Ok(Self {
             host,
             port,
@@ -561,6 +599,11 @@ impl Config {
             trust_proxy_hops,
             auth_failure_burst,
             auth_failures_per_minute,
+            header_read_timeout,
+            body_read_timeout,
+            idle_timeout,
+            max_connections,
+            shutdown_delay: Duration::from_secs(shutdown_delay),
         })
     }
 }

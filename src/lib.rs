@@ -1,7 +1,9 @@
 //! s3-auth-api: presigned S3 access for Bittensor subnet miners and validators, granted
 //! after an sr25519 signature proves who they are.
 //!
-//! [`build_app`] turns a [`Config`] into a ready [`App`]: the router and its shared state.
+//! [`launch`] turns a [`Config`] into an [`App`] that can answer at once, plus the rest
+//! of start-up to drive while it serves; [`build_app`] waits for both. [`server::run`]
+//! serves the router on a listener.
 
 pub mod access;
 pub mod api;
@@ -14,6 +16,7 @@ pub mod loadgen;
 pub mod metagraph;
 pub mod metrics;
 pub mod quota;
+pub mod server;
 pub mod state;
 pub mod storage;
 pub mod timefmt;
@@ -21,7 +24,7 @@ pub mod timefmt;
 use std::sync::Arc;
 
 pub use config::Config;
-pub use state::{AppState, BackgroundTasks, StartupError};
+pub use state::{AppState, BackgroundTasks, Startup, StartupError};
 
 /// A built service: its router, its state and its background tasks.
 #[derive(Debug)]
@@ -34,12 +37,26 @@ pub struct App {
     pub tasks: BackgroundTasks,
 }
 
-/// Builds the service from `config`; fails when no metagraph can be loaded.
+/// Builds the service from `config` and waits until its first metagraph and signing
+/// credentials are loaded; fails when start-up fails.
 pub async fn build_app(config: Config) -> Result<App, StartupError> {
-    let (state, tasks) = AppState::start(config).await?;
-    Ok(App {
+    let (app, startup) = launch(config).await?;
+    if let Err(err) = startup.await {
+        app.tasks.abort();
+        return Err(err);
+    }
+    Ok(app)
+}
+
+/// Builds the service from `config` without waiting on the chain or Secrets Manager: the
+/// router answers at once (grants with 503 until loaded). Drive the returned [`Startup`]
+/// to load the metagraph and credentials; its error must stop the process.
+pub async fn launch(config: Config) -> Result<(App, Startup), StartupError> {
+    let (state, tasks, startup) = AppState::start(config).await?;
+    let app = App {
         router: api::router(Arc::clone(&state)),
         state,
         tasks,
-    })
+    };
+    Ok((app, startup))
 }

@@ -12,7 +12,8 @@ use s3_auth_api::config::LogFormat;
 use s3_auth_api::dev::{self, DevOptions};
 use s3_auth_api::keys::SigningKey;
 use s3_auth_api::keys::wallet::{default_wallets_dir, load_coldkeypub, load_hotkey};
-use s3_auth_api::{Config, build_app};
+use s3_auth_api::server::{self, ServeSettings};
+use s3_auth_api::{Config, launch};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -198,42 +199,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", config.host, config.port)
         .parse()
         .context("HOST and PORT do not form a socket address")?;
-    let grace = config.shutdown_grace;
-    let app = build_app(config).await.context("cannot start")?;
+    // Listen first: probes answer while the metagraph and the secret load.
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let (app, startup) = launch(config).await.context("cannot start")?;
+    let settings = ServeSettings::from_config(&app.state.config, app.state.draining.clone());
     tracing::info!(%addr, "s3-auth-api listening");
-    serve_until_signal(listener, app.router, grace).await
-}
-
-/// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish for at most `grace`.
-async fn serve_until_signal(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    grace: std::time::Duration,
-) -> anyhow::Result<()> {
-    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
-    let notify = std::sync::Arc::clone(&stopping);
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        notify.notify_one();
-    });
-    let deadline = async {
-        stopping.notified().await;
-        tokio::time::sleep(grace).await;
-    };
+    let server = server::run(listener, app.router, settings, shutdown_signal());
+    tokio::pin!(server);
     tokio::select! {
-        result = server => result.context("server error"),
-        () = deadline => {
-            tracing::warn!(?grace, "grace period over with requests still in flight; exiting");
-            Ok(())
-        }
+        result = &mut server => return result.context("server error"),
+        result = startup => result.context("cannot start")?,
     }
+    tracing::info!("metagraph and signing credentials loaded");
+    server.await.context("server error")
 }
 
 async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
@@ -252,12 +232,19 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     };
     let server = dev::start(&opts).await.context("cannot start dev mode")?;
     println!("{}", dev::banner(&server));
-    serve_until_signal(
+    let mut settings =
+        ServeSettings::from_config(&server.app.state.config, server.app.state.draining.clone());
+    settings.grace = std::time::Duration::from_secs(5);
+    // Nothing routes to dev mode through a load balancer: close at once on Ctrl-C.
+    settings.drain_delay = std::time::Duration::ZERO;
+    server::run(
         server.listener,
         server.app.router,
-        std::time::Duration::from_secs(5),
+        settings,
+        shutdown_signal(),
     )
     .await
+    .context("server error")
 }
 
 fn signing_key(args: &ClientArgs) -> anyhow::Result<SigningKey> {

@@ -74,6 +74,8 @@ pub struct AppState {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Failed authentications by client address.
     pub auth_throttle: crate::access::throttle::AuthThrottle,
+    /// Set once shutdown has started (readiness then answers 503).
+    pub draining: crate::server::Draining,
 }
 
 /// The service could not start.
@@ -94,23 +96,37 @@ pub enum StartupError {
 }
 
 /// Background tasks of a running service; dropping this does not stop them.
-#[derive(Debug)]
+#[derive(Debug, Clone, Default)]
 pub struct BackgroundTasks {
-    /// The tasks' handles, for aborting in tests.
-    pub handles: Vec<JoinHandle<()>>,
+    handles: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl BackgroundTasks {
+    /// Adds a task (aborted with the others).
+    pub fn push(&self, handle: JoinHandle<()>) {
+        if let Ok(mut handles) = self.handles.lock() {
+            handles.push(handle);
+        }
+    }
+
     /// Aborts every task.
     pub fn abort(&self) {
-        for h in &self.handles {
-            h.abort();
+        if let Ok(handles) = self.handles.lock() {
+            for h in handles.iter() {
+                h.abort();
+            }
         }
     }
 }
 
-/// Starts the metagraph syncer on the configured source: `METAGRAPH_FILE` when set,
-/// else the chain at `SUBTENSOR_URL` / `BT_NETWORK`.
+/// What is left of start-up once the service answers: the first metagraph load and the
+/// first read of the signing secret. It fails on what must stop the process (a subnet
+/// that does not exist, an unreadable metagraph file, a missing or malformed secret).
+pub type Startup =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StartupError>> + Send + 'static>>;
+
+/// Loads the metagraph from the configured source (`METAGRAPH_FILE` when set, else the
+/// chain at `SUBTENSOR_URL` / `BT_NETWORK`) and starts its syncer.
 async fn start_metagraph(
     config: &Config,
     handle: Arc<MetagraphHandle>,
@@ -175,9 +191,9 @@ async fn credential_source(
             let sdk = loader.load().await;
             let reader =
                 SecretCredentials::new(aws_sdk_secretsmanager::Client::new(&sdk), id.clone());
-            let initial = reader.fetch(Duration::from_secs(30)).await?;
             secret = Some(reader);
-            CredentialSource::managed("secrets-manager", initial)
+            // Filled by the first read of the secret, during start-up.
+            CredentialSource::managed_pending("secrets-manager")
         }
         (None, Some(creds)) => CredentialSource::fixed(creds),
         (None, None) => {
@@ -205,16 +221,24 @@ async fn credential_source(
     Ok((source, builder.build(), secret))
 }
 
+/// Bound on the first read of the signing secret.
+const SECRET_FIRST_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl AppState {
-    /// Builds the state from `config`: loads the metagraph, connects Redis in the
-    /// background, resolves credentials, and starts the background tasks.
-    pub async fn start(config: Config) -> Result<(Arc<Self>, BackgroundTasks), StartupError> {
+    /// Builds the state from `config` without waiting on any dependency, and returns
+    /// with it the rest of start-up ([`Startup`]): the first metagraph load and the
+    /// first read of the signing secret, after which the background tasks run. Until
+    /// then the service answers, and grants get 503.
+    pub async fn start(
+        config: Config,
+    ) -> Result<(Arc<Self>, BackgroundTasks, Startup), StartupError> {
         // rediss:// connections need a process-wide TLS provider; another caller may
         // have installed one already, which is just as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let metagraph = Arc::new(MetagraphHandle::new());
-        let syncer = start_metagraph(&config, Arc::clone(&metagraph)).await?;
-
+        if config.metagraph_file.is_none() && config.subtensor_url.is_none() {
+            return Err(StartupError::NoMetagraphSource);
+        }
         let redis = match &config.redis_url {
             Some(url) => Some(RedisStore::connect(
                 url,
@@ -229,9 +253,6 @@ impl AppState {
         );
 
         let (credentials, s3_config, secret) = credential_source(&config).await?;
-        if let Err(err) = credentials.get().await {
-            tracing::error!(error = %err, "no signing credentials at start; /healthcheck will answer 503");
-        }
         let s3 = aws_sdk_s3::Client::from_conf(s3_config);
         let s3_health = S3Health::new(
             s3.clone(),
@@ -264,27 +285,73 @@ impl AppState {
                 auth_failure_burst,
                 auth_failures_per_minute,
             ),
+            draining: crate::server::Draining::default(),
         });
 
-        let mut handles = vec![syncer];
-        if let Some(reader) = secret {
-            handles.push(reader.spawn_refresh(
-                state.credentials.clone(),
-                state.config.credentials_refresh_interval,
-            ));
-        }
-        let probe_state = Arc::clone(&state);
-        handles.push(tokio::spawn(async move {
+        let tasks = BackgroundTasks::default();
+        tasks.push(spawn_probes(Arc::clone(&state)));
+        let startup_state = Arc::clone(&state);
+        let startup_tasks = tasks.clone();
+        let startup: Startup = Box::pin(async move {
+            let state = startup_state;
+            let first_read = async {
+                match &secret {
+                    Some(reader) => {
+                        let initial = reader.fetch(SECRET_FIRST_READ_TIMEOUT).await?;
+                        state.credentials.replace(initial);
+                        Ok(())
+                    }
+                    None => match state.credentials.get().await {
+                        Ok(_) => Ok(()),
+                        Err(err) => {
+                            tracing::error!(error = %err, "no signing credentials at start; grants get 503 until they load");
+                            Ok(())
+                        }
+                    },
+                }
+            };
+            let (syncer, first_read): (_, Result<(), StartupError>) = tokio::join!(
+                start_metagraph(&state.config, Arc::clone(&state.metagraph)),
+                first_read
+            );
+            startup_tasks.push(syncer?);
+            first_read?;
+            if let Some(reader) = secret {
+                startup_tasks.push(reader.spawn_refresh(
+                    state.credentials.clone(),
+                    state.config.credentials_refresh_interval,
+                ));
+            }
+            Ok(())
+        });
+        Ok((state, tasks, startup))
+    }
+}
+
+/// Probes S3 and Redis at once and then every [`HEALTH_PROBE_EVERY`]; while Redis has
+/// no connection yet, it is looked at every 100 ms so that its first result shows as soon
+/// as the connection is up.
+fn spawn_probes(state: Arc<AppState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let s3 = async {
             let mut ticker = tokio::time::interval(HEALTH_PROBE_EVERY);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                tokio::join!(
-                    probe_state.s3_health.status(),
-                    probe_state.quotas.probe_redis()
-                );
+                state.s3_health.status().await;
             }
-        }));
-        Ok((state, BackgroundTasks { handles }))
-    }
+        };
+        let redis = async {
+            loop {
+                let probed = state.quotas.probe_redis().await;
+                let wait = if probed.is_none() && state.quotas.uses_redis() {
+                    Duration::from_millis(100)
+                } else {
+                    HEALTH_PROBE_EVERY
+                };
+                tokio::time::sleep(wait).await;
+            }
+        };
+        tokio::join!(s3, redis);
+    })
 }

@@ -31,7 +31,7 @@ async fn liveness_readiness_and_request_ids() {
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.json::<Value>().await.expect("json"),
-        json!({"status": "ok", "checks": {"metagraph": "ok", "credentials": "ok", "quota": "ok"}})
+        json!({"status": "ok", "checks": {"metagraph": "ok", "credentials": "ok", "quota": "ok", "shutdown": "no"}})
     );
 
     // A request id sent is echoed; otherwise one is generated.
@@ -67,9 +67,20 @@ async fn readiness_follows_the_quota_policy() {
             ..Options::default()
         })
         .await;
-        let res = app.get("/readyz").await;
-        assert_eq!(res.status(), status, "{policy}");
-        let body: Value = res.json().await.expect("json");
+        // `pending` (503) while the first connection attempt is under way.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (code, body) = loop {
+            let res = app.get("/readyz").await;
+            let code = res.status();
+            let body: Value = res.json().await.expect("json");
+            if body["checks"]["quota"] != "pending" {
+                break (code, body);
+            }
+            assert_eq!(code, 503, "{policy}: pending is not ready");
+            assert!(Instant::now() < deadline, "{policy}: still pending");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(code, status, "{policy}");
         assert_eq!(body["checks"]["quota"], check);
         if status == 503 {
             assert_eq!(body["status"], "degraded");
@@ -136,12 +147,10 @@ async fn overload_is_shed_with_503_and_probes_still_answer() {
         let url = format!("{}/get-folder-presigned-urls", app.base);
         let body = folders_body(&app);
         tokio::spawn(async move {
-            client
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
+            client.post(url).json(&body).send().await.map(|r| {
+                let close = r.headers().get("connection").map(|v| v.as_bytes().to_vec());
+                (r.status().as_u16(), close)
+            })
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -153,7 +162,7 @@ async fn overload_is_shed_with_503_and_probes_still_answer() {
         json!({"detail": "Server busy; retry shortly"})
     );
     assert_eq!(app.get("/healthz").await.status(), 200);
-    assert_eq!(slow.await.expect("task").expect("response"), 504);
+    assert_eq!(slow.await.expect("task").expect("response").0, 504);
     // Capacity is back once the slow request is done.
     assert_eq!(
         app.post("/get-folder-access", &app.miner_request())
@@ -199,13 +208,19 @@ async fn sigterm_drains_an_in_flight_request() {
     let mut child =
         support::serve_command(bin, port, &metagraph, &format!("http://{s3}"), dir.path())
             .env("S3_OPERATION_TIMEOUT", "2")
+            .env("SHUTDOWN_DELAY_SECONDS", "1")
             .env("LOG_LEVEL", "warn")
             .spawn()
             .expect("serve starts");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
         assert!(Instant::now() < deadline, "serve did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -218,12 +233,10 @@ async fn sigterm_drains_an_in_flight_request() {
         let client = client.clone();
         let url = format!("{base}/get-folder-presigned-urls");
         tokio::spawn(async move {
-            client
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
+            client.post(url).json(&body).send().await.map(|r| {
+                let close = r.headers().get("connection").map(|v| v.as_bytes().to_vec());
+                (r.status().as_u16(), close)
+            })
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -232,8 +245,24 @@ async fn sigterm_drains_an_in_flight_request() {
         .status()
         .expect("kill runs");
     assert!(term.success());
-    // The in-flight request still gets its answer (504 from the hung S3), not a reset.
-    assert_eq!(in_flight.await.expect("task").expect("answered"), 504);
+    // From the signal on, readiness says so (while the listener still accepts for
+    // SHUTDOWN_DELAY_SECONDS), so orchestrators that read it stop routing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz during the delay");
+    assert_eq!(ready.status(), 503);
+    assert!(ready.headers().contains_key("retry-after"));
+    assert_eq!(ready.headers()["connection"], "close");
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["checks"]["shutdown"], "draining");
+    // The in-flight request still gets its answer (504 from the hung S3), not a reset,
+    // and it tells the client not to reuse the connection.
+    let (status, close) = in_flight.await.expect("task").expect("answered");
+    assert_eq!(status, 504);
+    assert_eq!(close.as_deref(), Some(&b"close"[..]));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait().expect("wait") {

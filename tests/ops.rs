@@ -54,9 +54,21 @@ async fn s3_down_is_degraded_but_still_200() {
         ..Options::default()
     })
     .await;
-    let res = app.get("/healthcheck").await;
-    assert_eq!(res.status(), 200);
-    let h: Value = res.json().await.expect("json");
+    // null until the first HeadBucket probe answers, then false.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let h = loop {
+        let res = app.get("/healthcheck").await;
+        assert_eq!(res.status(), 200);
+        let h: Value = res.json().await.expect("json");
+        if h["s3_ok"] != Value::Null {
+            break h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no S3 probe result: {h}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(h["status"], "degraded");
     assert_eq!(h["s3_ok"], false);
     // Presigning needs no S3 round trip: miners are still served.

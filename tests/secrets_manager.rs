@@ -182,3 +182,149 @@ async fn a_missing_or_malformed_secret_stops_startup_naming_it() {
     let err = startup_error(&moto, "bad/missing-key").await;
     assert!(err.contains("AWS_SECRET_ACCESS_KEY"), "{err}");
 }
+
+/// A TCP proxy to `target` that holds each connection `delay` before passing it on (a
+/// Secrets Manager endpoint that is slow to answer).
+async fn slow_proxy(target: String, delay: Duration) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), task)
+}
+
+/// `serve` with the signing keys in secret `secret_id` at `endpoint`.
+fn serve_with_secret(endpoint: &str, secret_id: &str, dir: &std::path::Path, port: u16) -> Child {
+    let keys = support::Keys::new();
+    let metagraph = dir.join("metagraph.json");
+    support::write_json(&metagraph, &keys.metagraph());
+    support::serve_command(
+        env!("CARGO_BIN_EXE_s3-auth-api"),
+        port,
+        &metagraph,
+        "http://127.0.0.1:1",
+        dir,
+    )
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_CREDENTIALS_SECRET_ID", secret_id)
+    .env("SECRETS_MANAGER_ENDPOINT_URL", endpoint)
+    // Logs go to stdout; stderr carries only a start-up failure's one line.
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("serve starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_secrets_manager_does_not_keep_the_listener_down() {
+    let moto = start_moto();
+    let sm = client(&moto.endpoint);
+    let keys = json!({"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY});
+    create(&sm, "slow/aws-credentials", &keys.to_string()).await;
+    let target = moto.endpoint.trim_start_matches("http://").to_owned();
+    let (endpoint, _proxy) = slow_proxy(target, Duration::from_secs(4)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let started = Instant::now();
+    let mut child = serve_with_secret(&endpoint, "slow/aws-credentials", dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "/healthz did not answer within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "/healthz answered {:?} after start, secret still loading",
+        started.elapsed()
+    );
+    for path in ["/healthcheck", "/readyz"] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 503, "{path}");
+        assert!(r.headers().contains_key("retry-after"), "{path}");
+        let body: Value = r.json().await.expect("json");
+        assert!(body.to_string().contains("credentials"), "{path}: {body}");
+    }
+    let k = support::Keys::new();
+    let grant = || {
+        http.post(format!("{base}/get-folder-access"))
+            .json(&support::miner_body(
+                &k.miner,
+                &k.miner_cold,
+                support::now(),
+            ))
+            .send()
+    };
+    let r = grant().await.expect("answer");
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["detail"],
+        "Signing credentials unavailable; try again shortly"
+    );
+    // Once the secret arrives, the same instance becomes ready and grants.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("answer");
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {}",
+            r.text().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("ready {:?} after start", started.elapsed());
+    assert_eq!(grant().await.expect("answer").status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_still_stops_the_binary_with_its_message() {
+    let moto = start_moto();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = serve_with_secret(&moto.endpoint, "does/not-exist", dir.path(), free_port());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve kept running without its secret"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(1), "exit code of a start-up failure");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(
+        stderr.contains("error: cannot start: cannot read secret does/not-exist"),
+        "{stderr}"
+    );
+}

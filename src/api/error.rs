@@ -1,7 +1,7 @@
 //! The one error type of the HTTP layer and how it becomes a response.
 
 use axum::Json;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -49,6 +49,10 @@ impl RateLimitInfo {
     }
 }
 
+/// `Retry-After` of 503 and 504 answers: a dependency or the metagraph is missing for now,
+/// and background work (probes, syncs, refreshes) runs every few seconds.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
 /// Everything a handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -81,6 +85,9 @@ pub enum ApiError {
         /// Seconds until the address may try again.
         retry_after_secs: u64,
     },
+    /// 408: the request body did not arrive in time; the connection is closed.
+    #[error("request body not received in time")]
+    BodyTimeout,
     /// 503: this instance cannot serve the request right now.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -109,11 +116,22 @@ impl ApiError {
             ApiError::QuotaExceeded { .. } | ApiError::Throttled { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `Retry-After` seconds of this answer: every 503 and 504 has one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::Unavailable(_) | ApiError::Timeout(_) => Some(RETRY_AFTER_SECS),
+            ApiError::Throttled { retry_after_secs } => Some((*retry_after_secs).max(1)),
+            ApiError::QuotaExceeded { info, .. } => Some(info.reset_in_secs),
+            _ => None,
         }
     }
 
@@ -151,6 +169,7 @@ impl IntoResponse for ApiError {
             ApiError::Throttled { .. } => {
                 json!("Too many failed authentication attempts from this address; try again later")
             }
+            ApiError::BodyTimeout => json!("Request body not received in time"),
             ApiError::NotFound => json!("Not Found"),
             ApiError::MethodNotAllowed => json!("Method Not Allowed"),
             ApiError::Internal(msg) => {
@@ -159,14 +178,19 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(json!({ "detail": detail }))).into_response();
+        let headers = response.headers_mut();
         if let ApiError::QuotaExceeded { info, .. } = &self {
-            let headers = response.headers_mut();
             info.apply(headers);
-            headers.insert("retry-after", HeaderValue::from(info.reset_in_secs));
         }
-        if let ApiError::Throttled { retry_after_secs } = &self {
-            let headers = response.headers_mut();
-            headers.insert("retry-after", HeaderValue::from(*retry_after_secs));
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(
+            self,
+            ApiError::BodyTimeout | ApiError::PayloadTooLarge { .. }
+        ) {
+            // The rest of the body is not read: the connection cannot carry another request.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -290,20 +290,47 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         "ok"
     } else if state.quotas.on_error() == crate::quota::OnRedisError::Fallback {
         "fallback"
+    } else if state.quotas.redis_status().is_none() {
+        "pending"
     } else {
         "unavailable"
     };
-    let ready = metagraph == "ok" && credentials == "ok" && quota != "unavailable";
+    let shutdown = if state.draining.is_set() {
+        "draining"
+    } else {
+        "no"
+    };
+    let ready = metagraph == "ok"
+        && credentials == "ok"
+        && !matches!(quota, "unavailable" | "pending")
+        && shutdown == "no";
     let body = json!({
         "status": if ready { "ok" } else { "degraded" },
-        "checks": {"metagraph": metagraph, "credentials": credentials, "quota": quota},
+        "checks": {
+            "metagraph": metagraph,
+            "credentials": credentials,
+            "quota": quota,
+            "shutdown": shutdown,
+        },
     });
-    let code = if ready {
-        StatusCode::OK
+    if ready {
+        (StatusCode::OK, Json(body)).into_response()
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
+        unavailable(body)
+    }
+}
+
+/// A 503 answer with `body` and `Retry-After`.
+fn unavailable(body: Value) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(
+            axum::http::header::RETRY_AFTER,
+            crate::api::error::RETRY_AFTER_SECS.to_string(),
+        )],
+        Json(body),
+    )
+        .into_response()
 }
 
 /// Health for the load balancer and for clients: 200 while this instance can serve
@@ -322,22 +349,33 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    let s3 = match state.s3_health.last() {
-        Some(s) => s,
-        None => state.s3_health.status().await,
-    };
+    // Last probe results; `None` (shown as null) until the first probe has answered.
+    let s3 = state.s3_health.last();
     let redis_ok = state.quotas.redis_ok();
+    let redis_status = if state.quotas.uses_redis() {
+        state.quotas.redis_status()
+    } else {
+        Some(false)
+    };
     let loaded = state.metagraph.current();
     let credentials_ok = state
         .credentials
         .cached()
         .is_some_and(|c| c.expiry().is_none_or(|exp| exp > SystemTime::now()));
     let can_serve = loaded.is_some() && credentials_ok;
-    let redis_degraded = state.quotas.uses_redis() && !redis_ok;
+    let mut missing = Vec::new();
+    if loaded.is_none() {
+        missing.push("metagraph");
+    }
+    if !credentials_ok {
+        missing.push("credentials");
+    }
+    let redis_degraded = state.quotas.uses_redis() && redis_status == Some(false);
     let metagraph_stale = loaded
         .as_ref()
         .is_none_or(|l| l.age() > state.config.metagraph_max_age);
-    let status = if can_serve && s3.ok && !redis_degraded && !metagraph_stale {
+    let s3_down = s3.is_some_and(|s| !s.ok);
+    let status = if can_serve && !s3_down && !redis_degraded && !metagraph_stale {
         "ok"
     } else {
         "degraded"
@@ -401,10 +439,11 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         "bucket": state.config.s3_bucket,
         "region": state.config.s3_region,
         "folder_structure": FOLDER_STRUCTURE,
-        "s3_ok": s3.ok,
-        "s3_latency_ms": s3.latency_ms,
-        "redis_ok": redis_ok,
+        "s3_ok": s3.map(|s| s.ok),
+        "s3_latency_ms": s3.map(|s| s.latency_ms),
+        "redis_ok": redis_status,
         "credentials_ok": credentials_ok,
+        "missing": missing,
         "credentials": {
             "source": state.credentials.source_name(),
             "expires_at": state.credentials.cached().and_then(|c| c.expiry()).map(|e| {
@@ -432,10 +471,9 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
             "s3_operations": "5s (health check)",
         },
     });
-    let code = if can_serve {
-        StatusCode::OK
+    if can_serve {
+        (StatusCode::OK, Json(body)).into_response()
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
+        unavailable(body)
+    }
 }

@@ -1,5 +1,6 @@
-//! Cross-cutting HTTP behaviour: request ids, one access log line per request, a
-//! per-request timeout, load shedding, and request counters.
+//! Cross-cutting HTTP behaviour: request ids, one access log line per request, the body
+//! read in full under a timeout, a per-request timeout, load shedding, and request
+//! counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -10,6 +11,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::body::BODY_LIMIT;
 use super::error::ApiError;
 use crate::metrics::Route;
 use crate::state::AppState;
@@ -78,6 +80,15 @@ pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: 
     let hotkey = CallerHotkey::default();
     req.extensions_mut().insert(hotkey.clone());
 
+    // The whole body first, under BODY_READ_TIMEOUT and without a permit: a slow sender
+    // holds only its own connection, never a slot that other callers need.
+    let req = match read_body(req, state.config.body_read_timeout).await {
+        Ok(req) => req,
+        Err(err) => {
+            let response = err.into_response();
+            return finish(&state, response, &id, &method, (route, path), None, started);
+        }
+    };
     let permit = if is_probe(req.uri().path()) {
         None
     } else {
@@ -107,6 +118,36 @@ pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: 
         hotkey.get(),
         started,
     )
+}
+
+/// Reads `req`'s body in full within `timeout` and at most [`BODY_LIMIT`] bytes, and
+/// gives the request back with the body in memory.
+async fn read_body(req: Request, timeout: std::time::Duration) -> Result<Request, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Err(_) => return Err(ApiError::BodyTimeout),
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(err)) => {
+            let limited = std::error::Error::source(&err)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
+                || err.into_inner().is::<http_body_util::LengthLimitError>();
+            return Err(if limited {
+                too_large
+            } else {
+                ApiError::BadRequest("Could not read the request body".into())
+            });
+        }
+    };
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 fn finish(

@@ -174,6 +174,8 @@ pub struct Quotas {
     redis_down_until: Mutex<Option<Instant>>,
     last_warning: Mutex<Option<Instant>>,
     redis_ok: AtomicBool,
+    /// Whether any Redis operation or probe has had a result yet.
+    redis_known: AtomicBool,
     /// Redis failures so far: a success that started before the latest failure must not
     /// mark Redis healthy again.
     redis_failures: AtomicU64,
@@ -196,6 +198,7 @@ impl Quotas {
             last_warning: Mutex::new(None),
             // Unknown until the first command or probe answers.
             redis_ok: AtomicBool::new(false),
+            redis_known: AtomicBool::new(false),
             redis_failures: AtomicU64::new(0),
             fallback_activations: AtomicU64::new(0),
         }
@@ -221,16 +224,27 @@ impl Quotas {
         self.redis.is_some() && self.redis_ok.load(Ordering::Relaxed)
     }
 
+    /// Redis's health as last seen: `None` when Redis is not configured or nothing has
+    /// been learnt yet (the first connection is still being made).
+    pub fn redis_status(&self) -> Option<bool> {
+        (self.redis.is_some() && self.redis_known.load(Ordering::SeqCst)).then(|| self.redis_ok())
+    }
+
     /// How many times a request fell back from Redis to in-process counters.
     pub fn fallback_activations(&self) -> u64 {
         self.fallback_activations.load(Ordering::Relaxed)
     }
 
-    /// Pings Redis (bounded by the store's timeouts) and records the result.
+    /// Pings Redis (bounded by the store's timeouts) and records the result; `None` when
+    /// Redis is not configured or its first connection is still being made.
     pub async fn probe_redis(&self) -> Option<bool> {
         let redis = self.redis.as_ref()?;
+        if redis.connecting() {
+            return None;
+        }
         let failures_before = self.redis_failures.load(Ordering::SeqCst);
         let ok = redis.ping().await.is_ok();
+        self.redis_known.store(true, Ordering::SeqCst);
         if !ok {
             self.redis_failures.fetch_add(1, Ordering::SeqCst);
             self.redis_ok.store(false, Ordering::SeqCst);
@@ -253,6 +267,7 @@ impl Quotas {
     }
 
     fn note_redis_failure(&self, err: &QuotaError) {
+        self.redis_known.store(true, Ordering::SeqCst);
         self.redis_failures.fetch_add(1, Ordering::SeqCst);
         self.redis_ok.store(false, Ordering::SeqCst);
         if let Ok(mut until) = self.redis_down_until.lock() {
@@ -298,6 +313,7 @@ impl Quotas {
                         // Only when no other call saw Redis fail meanwhile.
                         if self.redis_failures.load(Ordering::SeqCst) == failures_before {
                             self.redis_ok.store(true, Ordering::SeqCst);
+                            self.redis_known.store(true, Ordering::SeqCst);
                         }
                         return Ok(QuotaOutcome {
                             decision,

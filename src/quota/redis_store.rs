@@ -38,6 +38,8 @@ const CONNECT_RETRY: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Arc<OnceLock<ConnectionManager>>,
+    /// Set once the first connection attempt has failed.
+    first_attempt_failed: Arc<std::sync::atomic::AtomicBool>,
     script: Arc<Script>,
 }
 
@@ -68,6 +70,8 @@ impl RedisStore {
         let client = redis::Client::open(info).map_err(|e| InvalidRedisUrl(e.to_string()))?;
         let conn = Arc::new(OnceLock::new());
         let slot = Arc::clone(&conn);
+        let first_attempt_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failed = Arc::clone(&first_attempt_failed);
         tokio::spawn(async move {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(REDIS_TIMEOUT)
@@ -82,6 +86,7 @@ impl RedisStore {
                         return;
                     }
                     Err(err) => {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
                         tracing::warn!(error = %err, "cannot connect to redis yet; retrying");
                         tokio::time::sleep(CONNECT_RETRY).await;
                     }
@@ -90,8 +95,17 @@ impl RedisStore {
         });
         Ok(Self {
             conn,
+            first_attempt_failed,
             script: Arc::new(Script::new(ACQUIRE_LUA)),
         })
+    }
+
+    /// Whether the first connection is still being made (no result to report yet).
+    pub fn connecting(&self) -> bool {
+        self.conn.get().is_none()
+            && !self
+                .first_attempt_failed
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn manager(&self) -> Result<ConnectionManager, QuotaError> {

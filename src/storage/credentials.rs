@@ -98,6 +98,16 @@ impl CredentialSource {
         }
     }
 
+    /// Credentials replaced from outside that are not loaded yet: signing fails with
+    /// [`CredentialError::Unavailable`] until the first [`CredentialSource::replace`].
+    pub fn managed_pending(kind: &'static str) -> Self {
+        Self {
+            provider: None,
+            current: Arc::new(ArcSwapOption::empty()),
+            kind,
+        }
+    }
+
     /// Replaces the current credentials (a rotation).
     pub fn replace(&self, credentials: Credentials) {
         self.current.store(Some(Arc::new(credentials)));
@@ -146,7 +156,7 @@ impl CredentialSource {
                     Ok(Arc::clone(c))
                 };
             }
-            (None, None) => return Err(CredentialError::Unavailable("none configured".into())),
+            (None, None) => return Err(CredentialError::Unavailable("not loaded yet".into())),
             (_, Some(_)) => {}
         }
         match self.refresh().await {

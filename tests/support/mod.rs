@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_node;
+pub mod raw_http;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -347,12 +348,12 @@ impl TestApp {
             .await
             .expect("bind app");
         let addr: SocketAddr = listener.local_addr().expect("app addr");
+        // The library's serving loop, so tests exercise the real connection handling.
+        let settings =
+            s3_auth_api::server::ServeSettings::from_config(&state.config, state.draining.clone());
         let server = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await;
+            let _ =
+                s3_auth_api::server::run(listener, router, settings, std::future::pending()).await;
         });
         let app = Self {
             base: format!("http://{addr}"),
