@@ -129,6 +129,53 @@ fn names_under(v: &Value, key: &str, inside: bool, out: &mut Vec<String>) {
     }
 }
 
+/// Every `{Key, Value}` pair under a mapping key `key` anywhere in `v`.
+fn key_values(v: &Value, key: &str, inside: bool, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Mapping(m) => {
+            if inside && let Some(Value::String(k)) = m.get("Key") {
+                // Values that are intrinsic functions (`!Ref ...`) are left empty.
+                let value = match m.get("Value") {
+                    Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => scalar(v),
+                    _ => String::new(),
+                };
+                out.push((k.clone(), value));
+            }
+            for (k, child) in m {
+                key_values(child, key, inside || k.as_str() == Some(key), out);
+            }
+        }
+        Value::Sequence(s) => s.iter().for_each(|c| key_values(c, key, inside, out)),
+        Value::Tagged(t) => key_values(&t.value, key, inside, out),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_load_balancer_closes_idle_connections_before_the_service_does() {
+    // When the backend closes an idle keep-alive connection first, the ALB answers 502 to
+    // a request it has just sent on it: its idle timeout must stay below IDLE_TIMEOUT.
+    let template = yaml("aws/s3-auth-api.yaml");
+    let mut attributes = Vec::new();
+    key_values(&template, "LoadBalancerAttributes", false, &mut attributes);
+    let alb: u64 = attributes
+        .iter()
+        .find(|(k, _)| k == "idle_timeout.timeout_seconds")
+        .map(|(_, v)| v.parse().expect("ALB idle timeout is a number"))
+        .expect("the template sets the ALB's idle_timeout.timeout_seconds");
+    let mut env = Vec::new();
+    names_under(&template, "Environment", false, &mut env);
+    assert!(
+        !env.iter().any(|n| n == "IDLE_TIMEOUT"),
+        "the task definition overrides IDLE_TIMEOUT; compare against its value instead"
+    );
+    let service = s3_auth_api::config::DEFAULT_IDLE_TIMEOUT_SECS;
+    assert!(
+        alb < service,
+        "ALB idle timeout {alb} s must be below the service's IDLE_TIMEOUT default {service} s"
+    );
+}
+
 #[test]
 fn task_definition_sets_only_known_variables() {
     let template = yaml("aws/s3-auth-api.yaml");

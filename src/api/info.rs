@@ -272,7 +272,7 @@ pub async fn healthz() -> Json<Value> {
     tag = "ops",
     responses(
         (status = 200, description = "Ready: metagraph fresh, credentials valid, quotas countable", body = Object),
-        (status = 503, description = "Not ready; `checks` names what fails", body = Object),
+        (status = 503, description = "Not ready; `checks` names what fails (`missing`, `stale`, `pending`, `unavailable`, or `shutdown: draining` from SIGTERM on)", body = Object),
     )
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -340,8 +340,8 @@ fn unavailable(body: Value) -> Response {
     path = "/healthcheck",
     tag = "ops",
     responses(
-        (status = 200, description = "This instance can serve (status `ok` or `degraded`)", body = Object),
-        (status = 503, description = "This instance cannot serve (no metagraph or no credentials)", body = Object),
+        (status = 200, description = "This instance can serve (status `ok` or `degraded`). `s3_ok`, `s3_latency_ms` and `redis_ok` are null until their first probe has answered (never `false` before it); `missing` lists what it lacks to serve", body = Object),
+        (status = 503, description = "This instance cannot serve: `missing` names what is not loaded yet (`metagraph`, `credentials`)", body = Object),
     )
 )]
 pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {

@@ -145,6 +145,63 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Adds what every route shares: `Retry-After` on each 503, 504 and 429 answer, and the
+/// 408 a POST gets when its body does not arrive within `BODY_READ_TIMEOUT`.
+struct EdgeResponses;
+
+impl utoipa::Modify for EdgeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::Header;
+        use utoipa::openapi::{Object, RefOr, Type};
+        let retry_after = || {
+            let mut h = Header::new(Object::with_type(Type::Integer));
+            h.description = Some("Whole seconds (at least 1) to wait before retrying".into());
+            h
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let post = item.post.is_some();
+            for op in [item.get.as_mut(), item.post.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if post && op.request_body.is_some() {
+                    for (code, text) in [
+                        (
+                            "408",
+                            "The request body did not arrive within `BODY_READ_TIMEOUT`; the connection is closed",
+                        ),
+                        ("504", "`Request timed out` (`REQUEST_TIMEOUT`)"),
+                    ] {
+                        op.responses
+                            .responses
+                            .entry(code.into())
+                            .or_insert_with(|| RefOr::T(error_response(text)));
+                    }
+                }
+                for (code, response) in op.responses.responses.iter_mut() {
+                    if let ("503" | "504" | "429", RefOr::T(r)) = (code.as_str(), response) {
+                        r.headers.insert("Retry-After".into(), retry_after());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A response with an [`ErrorDetail`] body.
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorDetail"))))
+                .build(),
+        )
+        .build()
+}
+
 /// The service's OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
@@ -166,7 +223,7 @@ impl utoipa::Modify for BearerAuth {
         info::readyz,
         info::metrics,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EdgeResponses),
     tags(
         (name = "miners", description = "Upload access for miners"),
         (name = "validators", description = "Read access for validators"),
