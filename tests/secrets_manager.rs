@@ -218,6 +218,7 @@ fn serve_with_secret(endpoint: &str, secret_id: &str, dir: &std::path::Path, por
     )
     .env("AWS_ACCESS_KEY_ID", "testing")
     .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("S3_REGION", "us-east-1")
     .env("AWS_CREDENTIALS_SECRET_ID", secret_id)
     .env("SECRETS_MANAGER_ENDPOINT_URL", endpoint)
     // Logs go to stdout; stderr carries only a start-up failure's one line.
@@ -282,11 +283,14 @@ async fn a_slow_secrets_manager_does_not_keep_the_listener_down() {
     // Once the secret arrives, the same instance becomes ready and grants.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let r = http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .expect("answer");
+        let Ok(r) = http.get(format!("{base}/readyz")).send().await else {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+            }
+            panic!("serve stopped while the secret loaded: {stderr}");
+        };
         if r.status() == 200 {
             break;
         }

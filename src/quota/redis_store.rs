@@ -31,6 +31,9 @@ return {0, used}
 
 /// Timeout for connecting and for each command, so a hung Redis cannot hold a request.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// How long the first connection may take before Redis counts as down (the connection
+/// manager retries inside one attempt, so a refused port can take longer to fail).
+pub const FIRST_CONNECT_GRACE: std::time::Duration = Duration::from_secs(2);
 /// Pause between attempts to establish the first connection.
 const CONNECT_RETRY: Duration = Duration::from_secs(2);
 
@@ -40,6 +43,8 @@ pub struct RedisStore {
     conn: Arc<OnceLock<ConnectionManager>>,
     /// Set once the first connection attempt has failed.
     first_attempt_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// When connecting started.
+    created: std::time::Instant,
     script: Arc<Script>,
 }
 
@@ -96,13 +101,16 @@ impl RedisStore {
         Ok(Self {
             conn,
             first_attempt_failed,
+            created: std::time::Instant::now(),
             script: Arc::new(Script::new(ACQUIRE_LUA)),
         })
     }
 
-    /// Whether the first connection is still being made (no result to report yet).
+    /// Whether the first connection is still being made (no result to report yet): until
+    /// it succeeds, fails, or [`FIRST_CONNECT_GRACE`] has passed.
     pub fn connecting(&self) -> bool {
         self.conn.get().is_none()
+            && self.created.elapsed() < FIRST_CONNECT_GRACE
             && !self
                 .first_attempt_failed
                 .load(std::sync::atomic::Ordering::Relaxed)
