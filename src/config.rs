@@ -90,7 +90,7 @@ pub struct Config {
     /// `REPLAY_PROTECTION`: a signature is accepted once (default true).
     pub replay_protection: bool,
     /// `TRUST_PROXY_HOPS`: proxies in front of the service whose `X-Forwarded-For` entries
-    /// are trusted for the client address (default 1 on ECS, else 0).
+    /// are trusted for the client address (default 0; the task definition sets 1 for the ALB).
     pub trust_proxy_hops: usize,
     /// `AUTH_FAILURE_BURST`: failed authentications a client address may make at once
     /// before it gets 429 (default 20).
@@ -167,9 +167,6 @@ pub const ENV_VARS: &[&str] = &[
 /// Default of `IDLE_TIMEOUT`: it must stay above the load balancer's idle timeout
 /// (`aws/s3-auth-api.yaml` sets the ALB's; a test compares them).
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 120;
-
-/// Set by ECS in every task: the service then sits behind the ALB's one proxy hop.
-const ECS_MARKER: &str = "ECS_CONTAINER_METADATA_URI_V4";
 
 /// Fixed AWS keys. `Debug` never prints the secret or the token.
 #[derive(Clone)]
@@ -524,10 +521,9 @@ impl Config {
         };
         let redis_password = env.raw("REDIS_PASSWORD").map(Secret);
         let replay_protection = env.flag("REPLAY_PROTECTION", true)?;
-        let behind_ecs = env.raw(ECS_MARKER).is_some();
         let trust_proxy_hops = env.parsed(
             "TRUST_PROXY_HOPS",
-            usize::from(behind_ecs),
+            0usize,
             "a number of proxies (0-8)",
             |n: &usize| *n <= 8,
         )?;
@@ -690,24 +686,25 @@ mod tests {
             };
             Config::from_lookup(&lookup).expect("valid");
         }
-        let mut read = read.into_inner().expect("lock");
-        read.remove(ECS_MARKER);
+        let read = read.into_inner().expect("lock");
         let listed: std::collections::BTreeSet<String> =
             ENV_VARS.iter().map(|v| (*v).to_owned()).collect();
         assert_eq!(read, listed);
     }
 
     #[test]
-    fn proxy_hops_default_to_one_on_ecs() {
+    fn proxy_hops_default_to_zero_even_on_ecs() {
         let c = with(&[("S3_BUCKET", "b-1")]).expect("valid");
         assert_eq!(c.trust_proxy_hops, 0);
         assert!(c.replay_protection);
+        // A task with a public IP and no load balancer must not trust X-Forwarded-For:
+        // being on ECS says nothing about a proxy in front.
         let c = with(&[
             ("S3_BUCKET", "b-1"),
-            (ECS_MARKER, "http://169.254.170.2/v4/x"),
+            ("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/x"),
         ])
         .expect("valid");
-        assert_eq!(c.trust_proxy_hops, 1);
+        assert_eq!(c.trust_proxy_hops, 0);
         let e = with(&[("S3_BUCKET", "b-1"), ("REPLAY_PROTECTION", "off")]).unwrap_err();
         assert_eq!(e.var, "REPLAY_PROTECTION");
     }

@@ -91,6 +91,7 @@ impl AppState {
                 req.hotkey,
                 self.config.daily_limit_per_miner,
                 req.signature,
+                time.timestamp,
                 now,
             )
             .await?;

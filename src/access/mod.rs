@@ -148,19 +148,23 @@ impl AppState {
     }
 
     /// Counts a request against `limit` and the global limit and, with replay protection
-    /// on, records its (verified) `signature` as used, refusing one used before.
+    /// on, records its (verified) `signature` over `timestamp` as used, refusing one used
+    /// before; the record lives as long as that timestamp could still be accepted.
     pub async fn charge(
         &self,
         hotkey: &str,
         limit: u64,
         signature: &str,
+        timestamp: i64,
         now: DateTime<Utc>,
     ) -> Result<QuotaUsage, AccessError> {
         let global_limit = self.config.total_daily_limit;
         let replay = if self.config.replay_protection {
             let bytes = parse_signature_hex(signature)?;
-            let window = self.window.max_age_secs + self.window.max_skew_secs;
-            Some((bytes, window.max(1) as u64))
+            Some((
+                bytes,
+                self.window.replay_ttl_secs(timestamp, now.timestamp()),
+            ))
         } else {
             None
         };

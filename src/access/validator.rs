@@ -26,6 +26,8 @@ pub const MINER_LIST_LIFETIME: Duration = Duration::from_secs(3 * 3600);
 pub const MINER_LIST_MAX_KEYS: u32 = 10_000;
 /// Most file keys one request may ask for.
 pub const MAX_FILE_KEYS: usize = 1000;
+/// Most `miner_hotkeys` in one `/get-folder-presigned-urls` request (each is an S3 listing).
+pub const MAX_MINER_HOTKEYS: usize = 256;
 /// Longest S3 object key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 /// How many miner folders are listed at once.
@@ -167,6 +169,7 @@ impl AppState {
                 req.hotkey,
                 self.config.daily_limit_per_validator,
                 req.signature,
+                time.timestamp,
                 now,
             )
             .await?;

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::body::{Fields, JsonObject};
 use super::client_ip::ClientIp;
-use super::error::ApiError;
+use super::error::{ApiError, ValidationIssue};
 use super::json_with_quota;
 use super::miner::{StructureInfo, naive_iso};
 use crate::access::ValidatorRequest;
@@ -354,6 +354,20 @@ pub async fn get_folder_presigned_urls(
     let signed = Signed::read(&mut f);
     let miner_hotkeys = f.opt_string_list("miner_hotkeys");
     f.finish()?;
+    let max = crate::access::validator::MAX_MINER_HOTKEYS;
+    if let Some(list) = &miner_hotkeys
+        && list.len() > max
+    {
+        // pydantic's answer for a list with `max_length`, as the original would give.
+        return Err(ApiError::Validation(vec![ValidationIssue::field(
+            "miner_hotkeys",
+            "too_long",
+            format!(
+                "List should have at most {max} items after validation, not {}",
+                list.len()
+            ),
+        )]));
+    }
     let grant = state
         .throttled(
             client,

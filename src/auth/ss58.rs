@@ -28,6 +28,10 @@ pub enum Ss58Error {
     /// The checksum bytes do not match the payload.
     #[error("address checksum does not match")]
     BadChecksum,
+    /// The address decodes to a prefix-42 key, but not from its one canonical spelling
+    /// (e.g. prefix 42 written in the two-byte form).
+    #[error("address is not in canonical SS58 form")]
+    NotCanonical,
     /// The address is valid but for another network.
     #[error("address has SS58 prefix {found}, expected {SUBSTRATE_PREFIX}")]
     WrongPrefix {
@@ -77,6 +81,11 @@ pub fn decode_ss58(address: &str) -> Result<[u8; KEY_LEN], Ss58Error> {
     if prefix != SUBSTRATE_PREFIX {
         return Err(Ss58Error::WrongPrefix { found: prefix });
     }
+    // Prefixes below 64 have exactly one spelling: the one-byte form. base58 itself is
+    // one-to-one, so with it every accepted address re-encodes to the string given.
+    if prefix_len != 1 {
+        return Err(Ss58Error::NotCanonical);
+    }
     let mut key = [0u8; KEY_LEN];
     key.copy_from_slice(&payload[prefix_len..]);
     Ok(key)
@@ -106,6 +115,16 @@ mod tests {
             "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
         );
         assert_eq!(encode_ss58(&key), addr);
+    }
+
+    #[test]
+    fn rejects_the_two_byte_spelling_of_prefix_42() {
+        // //Charlie's key with prefix 42 written in the two-byte form.
+        let charlie = "5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y";
+        let key = decode_ss58(charlie).expect("canonical decodes");
+        assert_eq!(encode_ss58(&key), charlie);
+        let two_byte = "Zp4RBgDgd1t4ugjm1KTJnuB2HqDB9CpGKwxD7Z5PVFs2r6jgw";
+        assert_eq!(decode_ss58(two_byte), Err(Ss58Error::NotCanonical));
     }
 
     #[test]

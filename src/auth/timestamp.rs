@@ -44,7 +44,24 @@ pub struct RequestTime {
     pub expiry: i64,
 }
 
+/// Extra life of a replay record beyond the last second its timestamp is accepted in.
+pub const REPLAY_MARGIN_SECS: i64 = 2;
+
 impl TimestampWindow {
+    /// Seconds a replay record written at `now` (whole Unix seconds) must live so that it
+    /// outlasts every moment at which `timestamp` is still accepted, plus
+    /// [`REPLAY_MARGIN_SECS`]. `now` is truncated to the second, so the window's last
+    /// accepted second, `timestamp + max_age`, ends at real time `timestamp + max_age + 1`.
+    pub fn replay_ttl_secs(&self, timestamp: i64, now: i64) -> u64 {
+        let accepted_until = timestamp
+            .saturating_add(self.max_age_secs)
+            .saturating_add(1);
+        let ttl = accepted_until
+            .saturating_add(REPLAY_MARGIN_SECS)
+            .saturating_sub(now);
+        u64::try_from(ttl.max(1)).unwrap_or(1)
+    }
+
     /// Applies the defaults and checks the window exactly as the original did:
     /// rejected when `now > expiry`, `now - timestamp > max_age` or `timestamp > now + skew`.
     pub fn check(
@@ -70,6 +87,39 @@ impl TimestampWindow {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn replay_records_outlive_every_moment_a_timestamp_is_accepted() {
+        // A controlled clock in tenths of a second across the whole window: whenever a
+        // timestamp was first accepted, its record (written then, with the TTL given)
+        // still exists at every later moment it would be accepted, plus the margin.
+        let w = TimestampWindow::default();
+        let ts = 1_800_000_000i64;
+        for first_tenths in ((ts - w.max_skew_secs) * 10)..=((ts + w.max_age_secs + 1) * 10 - 1) {
+            let first_secs = first_tenths.div_euclid(10);
+            if w.check(first_secs, Some(ts), None).is_err() {
+                continue;
+            }
+            let ttl = w.replay_ttl_secs(ts, first_secs) as i64;
+            let record_dies_tenths = first_tenths + ttl * 10;
+            // The last moment the timestamp is accepted: just before ts + max_age + 1.
+            let last_accepted_tenths = (ts + w.max_age_secs + 1) * 10 - 1;
+            assert!(w.check(last_accepted_tenths / 10, Some(ts), None).is_ok());
+            assert!(
+                w.check(last_accepted_tenths / 10 + 1, Some(ts), None)
+                    .is_err()
+            );
+            assert!(
+                record_dies_tenths >= last_accepted_tenths + 1 + REPLAY_MARGIN_SECS * 10,
+                "accepted first at {first_tenths}/10: record dies at {record_dies_tenths}/10"
+            );
+        }
+        // The case that was reported: timestamp now + 60, replayed 360.6 s later.
+        let t0 = ts - 60;
+        let ttl = w.replay_ttl_secs(ts, t0) as f64;
+        assert!(ttl >= 360.6 + 2.0, "ttl {ttl}");
+    }
+
     use super::*;
 
     #[test]

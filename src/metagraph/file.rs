@@ -69,6 +69,17 @@ impl MetagraphSource for FileSource {
                 found: doc.netuid,
             });
         }
+        for n in &doc.neurons {
+            for (field, address) in [("hotkey", &n.hotkey), ("coldkey", &n.coldkey)] {
+                if let Err(e) = crate::auth::decode_ss58(address) {
+                    return Err(MetagraphError::InvalidEntry(format!(
+                        "{}: uid {} has {field} {address:?}: {e}",
+                        self.display(),
+                        n.uid
+                    )));
+                }
+            }
+        }
         if let Ok(mut seen) = self.last_seen.lock() {
             *seen = Some(stamp);
         }

@@ -95,6 +95,9 @@ pub enum MetagraphError {
     /// The chain's answer does not make a consistent metagraph.
     #[error("malformed metagraph: {0}")]
     Malformed(String),
+    /// An entry of a metagraph file is not usable (e.g. a non-canonical SS58 address).
+    #[error("metagraph file entry rejected: {0}")]
+    InvalidEntry(String),
     /// A snapshot could not be written.
     #[error("cannot write snapshot {path}: {source}")]
     Snapshot {
@@ -123,6 +126,7 @@ impl MetagraphError {
                 | MetagraphError::WrongSubnet { .. }
                 | MetagraphError::Io { .. }
                 | MetagraphError::Parse { .. }
+                | MetagraphError::InvalidEntry(_)
         )
     }
 }
