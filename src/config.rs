@@ -217,7 +217,7 @@ pub enum LogFormat {
 pub struct ConfigError {
     /// The variable's name.
     pub var: &'static str,
-    /// The value found (secrets are never put here).
+    /// The value found (secrets are never put here; URLs lose their userinfo and query).
     pub value: String,
     /// What would have been accepted.
     pub expected: String,
@@ -283,14 +283,16 @@ impl Env<'_> {
             .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
             .filter(|u| u.host().is_some_and(|h| !h.is_empty()))
             .filter(|u| u.query().is_none())
+            .filter(|u| u.authority().is_some_and(|a| !a.as_str().contains('@')))
             .is_some();
         if ok {
             Ok(Some(trimmed))
         } else {
             Err(ConfigError {
                 var,
-                value: v,
-                expected: "an http:// or https:// URL with a host and no query".into(),
+                value: crate::redact::url(&v),
+                expected: "an http:// or https:// URL with a host, no user info and no query"
+                    .into(),
             })
         }
     }
@@ -438,7 +440,7 @@ impl Config {
             Some(url) => {
                 return Err(ConfigError {
                     var: "SUBTENSOR_URL",
-                    value: url,
+                    value: crate::redact::url(&url),
                     expected: "a ws:// or wss:// URL".into(),
                 });
             }
@@ -447,7 +449,7 @@ impl Config {
         if subtensor_url.is_none() && metagraph_file.is_none() {
             return Err(ConfigError {
                 var: "BT_NETWORK",
-                value: bt_network,
+                value: crate::redact::url(&bt_network),
                 expected:
                     "finney, test, local or a ws(s):// URL (or set SUBTENSOR_URL or METAGRAPH_FILE)"
                         .into(),

@@ -16,6 +16,7 @@ pub mod loadgen;
 pub mod metagraph;
 pub mod metrics;
 pub mod quota;
+pub mod redact;
 pub mod server;
 pub mod state;
 pub mod storage;

@@ -185,7 +185,12 @@ fn load_config(env_file: Option<&PathBuf>) -> Result<Config, String> {
     Config::from_env().map_err(|e| e.to_string())
 }
 
+/// Library targets whose debug lines print the endpoint URL they were given, userinfo and
+/// query included: capped at `info` whatever `LOG_LEVEL` says.
+const URL_ECHOING_TARGETS: &str = "jsonrpsee-client=info,jsonrpsee_client=info,jsonrpsee_core=info,jsonrpsee_client_transport=info";
+
 fn init_tracing(filter: &str, format: LogFormat) {
+    let filter = format!("{filter},{URL_ECHOING_TARGETS}");
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);

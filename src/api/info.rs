@@ -125,7 +125,7 @@ pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
             "reset_at": now.timestamp() + reset_in as i64,
         },
         "environment": {
-            "network": state.config.bt_network,
+            "network": crate::redact::url(&state.config.bt_network),
             "subnet_id": state.config.net_uid,
             "bucket": state.config.s3_bucket,
             "region": state.config.s3_region,

@@ -139,7 +139,7 @@ pub struct ChainSource {
 impl std::fmt::Debug for ChainSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChainSource")
-            .field("url", &self.url)
+            .field("url", &crate::redact::url(&self.url))
             .field("netuid", &self.netuid)
             .field("connected", &self.client.load().is_some())
             .finish()
@@ -173,7 +173,13 @@ impl ChainSource {
     ) -> Result<T, MetagraphError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(chain_err(context, e)),
+            Ok(Err(e)) => Err(match chain_err(context, e) {
+                // Client libraries echo the URL they were given: never its secrets.
+                MetagraphError::Chain(msg) => {
+                    MetagraphError::Chain(crate::redact::scrub(&msg, &self.url))
+                }
+                other => other,
+            }),
             Err(_) => Err(MetagraphError::Timeout(format!(
                 "{context} took longer than {:?}",
                 self.timeout
@@ -224,7 +230,7 @@ impl ChainSource {
 
 impl MetagraphSource for ChainSource {
     fn describe(&self) -> String {
-        format!("chain:{}", self.url)
+        format!("chain:{}", crate::redact::url(&self.url))
     }
 
     async fn fetch(&self) -> Result<Option<Metagraph>, MetagraphError> {
