@@ -58,6 +58,10 @@ pub struct Config {
     pub metagraph_snapshot_path: Option<PathBuf>,
     /// `METAGRAPH_MAX_AGE`: older than this, `/healthcheck` says degraded (default 3600 s).
     pub metagraph_max_age: Duration,
+    /// `METAGRAPH_REFUSE_AFTER`: older than this (not confirmed by its source), grants get
+    /// 503 `Metagraph too old` and such a snapshot is not served at start (default 21600 s;
+    /// `0` means never).
+    pub metagraph_refuse_after: Option<Duration>,
     /// `REQUIRE_COLDKEY_MATCH`: a miner's coldkey must own its hotkey (default true).
     pub require_coldkey_match: bool,
     /// `VALIDATOR_MIN_ALPHA_STAKE`: alpha stake a validator must exceed (default 20000).
@@ -139,6 +143,7 @@ pub const ENV_VARS: &[&str] = &[
     "METAGRAPH_SYNC_INTERVAL",
     "METAGRAPH_SYNC_TIMEOUT",
     "METAGRAPH_MAX_AGE",
+    "METAGRAPH_REFUSE_AFTER",
     "METAGRAPH_SNAPSHOT_PATH",
     "REQUIRE_COLDKEY_MATCH",
     "VALIDATOR_MIN_ALPHA_STAKE",
@@ -464,6 +469,13 @@ impl Config {
         let metagraph_sync_interval = secs("METAGRAPH_SYNC_INTERVAL", 300)?;
         let metagraph_sync_timeout = secs("METAGRAPH_SYNC_TIMEOUT", 60)?;
         let metagraph_max_age = secs("METAGRAPH_MAX_AGE", 3600)?;
+        let refuse_after = env.parsed(
+            "METAGRAPH_REFUSE_AFTER",
+            21_600u64,
+            "a number of seconds (0 = never refuse)",
+            |_| true,
+        )?;
+        let metagraph_refuse_after = (refuse_after > 0).then(|| Duration::from_secs(refuse_after));
         let metagraph_snapshot_path = env.raw("METAGRAPH_SNAPSHOT_PATH").map(PathBuf::from);
         let require_coldkey_match = env.flag("REQUIRE_COLDKEY_MATCH", true)?;
         let poll = env.parsed(
@@ -579,6 +591,7 @@ impl Config {
             metagraph_sync_timeout,
             metagraph_snapshot_path,
             metagraph_max_age,
+            metagraph_refuse_after,
             require_coldkey_match,
             validator_min_alpha_stake,
             s3_operation_timeout: Duration::from_secs(s3_operation_timeout),

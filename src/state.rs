@@ -137,6 +137,7 @@ async fn start_metagraph(
         timeout: config.metagraph_sync_timeout,
         backoff_base: Duration::from_secs(1),
         snapshot_path: config.metagraph_snapshot_path.clone(),
+        snapshot_max_age: config.metagraph_refuse_after,
     };
     if let Some(path) = &config.metagraph_file {
         settings.interval = config.metagraph_file_poll;

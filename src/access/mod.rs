@@ -39,6 +39,9 @@ pub enum AccessError {
     /// No metagraph has been loaded yet.
     #[error("metagraph not loaded")]
     NoMetagraph,
+    /// The metagraph has not been confirmed by its source for `METAGRAPH_REFUSE_AFTER`.
+    #[error("metagraph too old")]
+    MetagraphTooOld,
     /// The hotkey is not registered on the subnet.
     #[error("hotkey not registered")]
     NotRegistered,
@@ -142,9 +145,19 @@ impl AppState {
         Ok(self.window.check(now.timestamp(), timestamp, expiry)?)
     }
 
-    /// The current metagraph, or [`AccessError::NoMetagraph`].
+    /// The current metagraph, or [`AccessError::NoMetagraph`], or
+    /// [`AccessError::MetagraphTooOld`] when its source has not confirmed it for longer
+    /// than `METAGRAPH_REFUSE_AFTER` (deregistrations may have been missed).
     pub fn metagraph(&self) -> Result<Arc<LoadedMetagraph>, AccessError> {
-        self.metagraph.current().ok_or(AccessError::NoMetagraph)
+        let loaded = self.metagraph.current().ok_or(AccessError::NoMetagraph)?;
+        if self
+            .config
+            .metagraph_refuse_after
+            .is_some_and(|limit| loaded.age() > limit)
+        {
+            return Err(AccessError::MetagraphTooOld);
+        }
+        Ok(loaded)
     }
 
     /// Counts a request against `limit` and the global limit and, with replay protection

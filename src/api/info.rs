@@ -276,8 +276,10 @@ pub async fn healthz() -> Json<Value> {
     )
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let refuse_after = state.config.metagraph_refuse_after;
     let metagraph = match state.metagraph.current() {
         None => "missing",
+        Some(l) if refuse_after.is_some_and(|r| l.age() > r) => "too_old",
         Some(l) if l.age() > state.config.metagraph_max_age => "stale",
         Some(_) => "ok",
     };
@@ -362,10 +364,20 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         .credentials
         .cached()
         .is_some_and(|c| c.expiry().is_none_or(|exp| exp > SystemTime::now()));
-    let can_serve = loaded.is_some() && credentials_ok;
+    let too_old = loaded.as_ref().is_some_and(|l| {
+        state
+            .config
+            .metagraph_refuse_after
+            .is_some_and(|r| l.age() > r)
+    });
+    let can_serve = loaded.is_some() && credentials_ok && !too_old;
     let mut missing = Vec::new();
     if loaded.is_none() {
         missing.push("metagraph");
+    }
+    if too_old {
+        // Grants are refused: a metagraph this old may still list deregistered keys.
+        missing.push("fresh_metagraph");
     }
     if !credentials_ok {
         missing.push("credentials");

@@ -92,6 +92,7 @@ impl From<AccessError> for ApiError {
                 ApiError::BadRequest(format!("hotkey is not a valid SS58 address ({e})"))
             }
             AccessError::NoMetagraph => ApiError::Unavailable("Metagraph not yet synced".into()),
+            AccessError::MetagraphTooOld => ApiError::Unavailable("Metagraph too old".into()),
             AccessError::NotRegistered | AccessError::BadSignature(_) => {
                 ApiError::invalid_signature()
             }

@@ -23,6 +23,8 @@ pub struct SyncSettings {
     pub backoff_base: Duration,
     /// Where to keep the last good metagraph, if anywhere.
     pub snapshot_path: Option<PathBuf>,
+    /// A snapshot older than this is not served at start (`None`: any age).
+    pub snapshot_max_age: Option<Duration>,
 }
 
 /// The delay before retry number `failures` (1-based): `base * 2^(failures-1)`, capped
@@ -89,6 +91,18 @@ pub async fn start_sync<S: MetagraphSource>(
         tracing::error!(error = %err, source = %source.describe(), "initial metagraph sync failed");
         match &settings.snapshot_path {
             Some(path) => match snapshot::read(path, settings.netuid).await {
+                Ok((_, synced_at))
+                    if settings.snapshot_max_age.is_some_and(|max| {
+                        SystemTime::now()
+                            .duration_since(synced_at)
+                            .is_ok_and(|age| age > max)
+                    }) =>
+                {
+                    tracing::error!(
+                        path = %path.display(),
+                        "metagraph snapshot is older than METAGRAPH_REFUSE_AFTER; not serving it"
+                    );
+                }
                 Ok((graph, synced_at)) => {
                     tracing::warn!(
                         path = %path.display(),
