@@ -31,7 +31,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 
 /// Limits of the serving loop (from `HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`,
@@ -211,7 +211,6 @@ struct Activity {
     /// Phase in the low 2 bits, milliseconds since `origin` above them.
     state: AtomicU64,
     in_flight: AtomicU64,
-    changed: Notify,
 }
 
 impl Activity {
@@ -220,7 +219,6 @@ impl Activity {
             origin: Instant::now(),
             state: AtomicU64::new(Phase::Fresh as u64),
             in_flight: AtomicU64::new(0),
-            changed: Notify::new(),
         }
     }
 
@@ -228,7 +226,6 @@ impl Activity {
         let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX >> 2);
         self.state
             .store((ms << 2) | phase as u64, Ordering::Release);
-        self.changed.notify_one();
     }
 
     fn get(&self) -> (Phase, Instant) {
@@ -365,17 +362,33 @@ impl Connection {
         if draining {
             conn.as_mut().graceful_shutdown();
         }
+        // The task is not woken on every phase change (that would cost a wake-up and a
+        // timer per request): it wakes at the earliest deadline that can apply, at most
+        // HEADER_READ_TIMEOUT (or IDLE_TIMEOUT, if shorter) from now, and looks at the
+        // phase then. A request head that
+        // starts while it sleeps is therefore still cut off exactly on time.
+        let header = self.settings.header_read_timeout;
+        let idle = self.settings.idle_timeout;
+        let timer = tokio::time::sleep(header);
+        tokio::pin!(timer);
         loop {
             let (phase, since) = activity.get();
             if draining && phase != Phase::Busy {
                 // Nothing in flight: close now rather than wait for another request.
                 return;
             }
-            let deadline = match phase {
-                Phase::Fresh | Phase::Head => Some(since + self.settings.header_read_timeout),
-                Phase::Idle => Some(since + self.settings.idle_timeout),
-                Phase::Busy => None,
+            let now = Instant::now();
+            let (deadline, expired) = match phase {
+                Phase::Fresh | Phase::Head => (since + header, now >= since + header),
+                Phase::Idle => ((since + idle).min(now + header), now >= since + idle),
+                // Either timer may be the next once the request is done.
+                Phase::Busy => (now + header.min(idle), false),
             };
+            if expired {
+                tracing::debug!(?phase, %peer, "connection timed out; closing");
+                return;
+            }
+            timer.as_mut().reset(deadline.into());
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(err) = result {
@@ -383,13 +396,7 @@ impl Connection {
                     }
                     return;
                 }
-                () = activity.changed.notified() => {}
-                () = sleep_until(deadline) => {
-                    if activity.get() == (phase, since) {
-                        tracing::debug!(?phase, %peer, "connection timed out; closing");
-                        return;
-                    }
-                }
+                () = timer.as_mut() => {}
                 () = stopped(&mut self.stop), if !draining => {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
@@ -403,11 +410,4 @@ impl Connection {
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     // A closed channel means the sender is gone: treat as stopping.
     let _ = stop.wait_for(|s| *s).await;
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
 }
