@@ -553,14 +553,23 @@ impl Config {
             "a positive integer",
             |n: &u32| *n > 0,
         )?;
-        let header_read_timeout = secs("HEADER_READ_TIMEOUT", 10)?;
-        let body_read_timeout = secs("BODY_READ_TIMEOUT", 10)?;
-        let idle_timeout = secs("IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT_SECS)?;
+        let bounded_secs = |var: &'static str, default: u64| {
+            env.parsed(
+                var,
+                default,
+                "a number of seconds from 1 to 86400",
+                |n: &u64| (1..=86_400).contains(n),
+            )
+            .map(Duration::from_secs)
+        };
+        let header_read_timeout = bounded_secs("HEADER_READ_TIMEOUT", 10)?;
+        let body_read_timeout = bounded_secs("BODY_READ_TIMEOUT", 10)?;
+        let idle_timeout = bounded_secs("IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT_SECS)?;
         let max_connections = env.parsed(
             "MAX_CONNECTIONS",
             10_000usize,
-            "a positive integer",
-            |n: &usize| *n > 0,
+            "a number of connections from 1 to 1000000",
+            |n: &usize| (1..=1_000_000).contains(n),
         )?;
         let shutdown_delay = env.parsed(
             "SHUTDOWN_DELAY_SECONDS",

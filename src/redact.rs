@@ -14,11 +14,18 @@ pub fn url(url: &str) -> String {
             url.to_owned()
         };
     };
+    // Everything up to the last `@` is userinfo, even when a mistyped password holds
+    // an unencoded `/`, `?` or `#` (masking too much is safe, too little is not).
+    let (masked, rest) = match rest.rfind('@') {
+        Some(at) => (true, &rest[at + 1..]),
+        None => (false, rest),
+    };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    let host = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_owned(),
+    let host = if masked {
+        format!("***@{authority}")
+    } else {
+        authority.to_owned()
     };
     let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
     let (path, after) = tail.split_at(path_end);
@@ -30,13 +37,11 @@ pub fn url(url: &str) -> String {
 /// each query value of four characters or more) replaced, for error messages from libraries that echo the URL they were given.
 pub fn scrub(text: &str, url: &str) -> String {
     let mut out = text.replace(url, &self::url(url));
-    if let Some((_, rest)) = url.split_once("://") {
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        if let Some((userinfo, _)) = rest[..end].rsplit_once('@')
-            && !userinfo.is_empty()
-        {
-            out = out.replace(userinfo, "***");
-        }
+    if let Some((_, rest)) = url.split_once("://")
+        && let Some((userinfo, _)) = rest.rsplit_once('@')
+        && !userinfo.is_empty()
+    {
+        out = out.replace(userinfo, "***");
     }
     if let Some((_, query)) = url.split_once('?') {
         let query = query.split('#').next().unwrap_or_default();
@@ -70,6 +75,7 @@ mod tests {
         assert_eq!(url("redis://:pw@h:6379/0"), "redis://***@h:6379/0");
         assert_eq!(url("https://h/p?x=1"), "https://h/p?***");
         assert_eq!(url("a@b"), "***");
+        assert_eq!(url("wss://u:pa/ss?#w@h:1/p"), "wss://***@h:1/p");
         let raw = "wss://u:secretpw@h/ws?apikey=SECRETKEY";
         let msg = format!("connect to {raw} failed; key SECRETKEY; auth u:secretpw");
         let clean = scrub(&msg, raw);

@@ -373,17 +373,22 @@ impl Connection {
         tokio::pin!(timer);
         loop {
             let (phase, since) = activity.get();
-            if draining && phase != Phase::Busy {
-                // Nothing in flight: close now rather than wait for another request.
+            if draining && matches!(phase, Phase::Fresh | Phase::Head) {
+                // No answer is pending: close now rather than wait for the headers. An
+                // idle connection may still be writing its last answer; hyper closes it
+                // once that is sent (graceful shutdown).
                 return;
             }
             let now = Instant::now();
+            // The next wake-up is never further than the shorter timer: the phase may
+            // change meanwhile (a request ends and the idle clock starts).
+            let cap = now + header.min(idle);
             let (deadline, expired) = match phase {
                 Phase::Fresh | Phase::Head => (since + header, now >= since + header),
-                Phase::Idle => ((since + idle).min(now + header), now >= since + idle),
-                // Either timer may be the next once the request is done.
-                Phase::Busy => (now + header.min(idle), false),
+                Phase::Idle => (since + idle, now >= since + idle),
+                Phase::Busy => (cap, false),
             };
+            let deadline = deadline.min(cap);
             if expired {
                 tracing::debug!(?phase, %peer, "connection timed out; closing");
                 return;

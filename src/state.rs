@@ -311,12 +311,14 @@ impl AppState {
                     },
                 }
             };
-            let (syncer, first_read): (_, Result<(), StartupError>) = tokio::join!(
-                start_metagraph(&state.config, Arc::clone(&state.metagraph)),
-                first_read
-            );
-            startup_tasks.push(syncer?);
-            first_read?;
+            // The first fatal error ends start-up at once (a missing secret need not wait
+            // for a slow first sync).
+            let metagraph = async {
+                let syncer = start_metagraph(&state.config, Arc::clone(&state.metagraph)).await?;
+                startup_tasks.push(syncer);
+                Ok::<(), StartupError>(())
+            };
+            tokio::try_join!(metagraph, first_read)?;
             if let Some(reader) = secret {
                 startup_tasks.push(reader.spawn_refresh(
                     state.credentials.clone(),

@@ -50,7 +50,8 @@ pub const REPLAY_MARGIN_SECS: i64 = 2;
 impl TimestampWindow {
     /// Seconds a replay record written at `now` (whole Unix seconds) must live so that it
     /// outlasts every moment at which `timestamp` is still accepted, plus
-    /// [`REPLAY_MARGIN_SECS`]. `now` is truncated to the second, so the window's last
+    /// [`REPLAY_MARGIN_SECS`], and never less than the whole window (`max_age +
+    /// max_skew`), for instances whose clocks differ slightly. `now` is truncated to the second, so the window's last
     /// accepted second, `timestamp + max_age`, ends at real time `timestamp + max_age + 1`.
     pub fn replay_ttl_secs(&self, timestamp: i64, now: i64) -> u64 {
         let accepted_until = timestamp
@@ -59,7 +60,10 @@ impl TimestampWindow {
         let ttl = accepted_until
             .saturating_add(REPLAY_MARGIN_SECS)
             .saturating_sub(now);
-        u64::try_from(ttl.max(1)).unwrap_or(1)
+        // Never below the whole window: instances' clocks may differ by a few seconds,
+        // and another instance may accept the timestamp a little longer.
+        let floor = self.max_age_secs.saturating_add(self.max_skew_secs);
+        u64::try_from(ttl.max(floor).max(1)).unwrap_or(1)
     }
 
     /// Applies the defaults and checks the window exactly as the original did:
