@@ -204,6 +204,11 @@ async fn redis_killed_under_load(policy: &'static str) {
             h["quota"]["fallback_activations"].as_u64() > Some(0),
             "requests after the kill were counted in process: {h}"
         );
+        // Their replay checks were per instance only, and counted as such.
+        assert_eq!(
+            h["quota"]["replay_checks_in_process"], h["quota"]["fallback_activations"],
+            "{h}"
+        );
     } else {
         assert!(
             after.iter().any(|s| s.status == Ok(503)),

@@ -185,6 +185,12 @@ pub async fn metrics(
     );
     gauge(
         &mut out,
+        "s3_auth_replay_checks_in_process",
+        "Replay checks made in process because Redis failed (caught per instance only).",
+        state.quotas.replay_checks_in_process() as f64,
+    );
+    gauge(
+        &mut out,
         "s3_auth_redis_up",
         "1 when the last Redis operation succeeded.",
         f64::from(u8::from(state.quotas.redis_ok())),
@@ -467,6 +473,7 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
             "backend": match quota_backend { Backend::Redis => "redis", Backend::Memory => "memory" },
             "redis_configured": state.quotas.uses_redis(),
             "fallback_activations": state.quotas.fallback_activations(),
+            "replay_checks_in_process": state.quotas.replay_checks_in_process(),
         },
         "stats": {
             "uptime_hours": (uptime_hours * 1000.0).round() / 1000.0,

@@ -180,6 +180,8 @@ pub struct Quotas {
     /// mark Redis healthy again.
     redis_failures: AtomicU64,
     fallback_activations: AtomicU64,
+    /// Replay checks made in process because Redis failed (caught per instance only).
+    replay_checks_in_process: AtomicU64,
 }
 
 impl Quotas {
@@ -201,6 +203,7 @@ impl Quotas {
             redis_known: AtomicBool::new(false),
             redis_failures: AtomicU64::new(0),
             fallback_activations: AtomicU64::new(0),
+            replay_checks_in_process: AtomicU64::new(0),
         }
     }
 
@@ -233,6 +236,12 @@ impl Quotas {
     /// How many times a request fell back from Redis to in-process counters.
     pub fn fallback_activations(&self) -> u64 {
         self.fallback_activations.load(Ordering::Relaxed)
+    }
+
+    /// How many replay checks were made in process because Redis failed: a replay of
+    /// those signatures sent to another instance is not caught.
+    pub fn replay_checks_in_process(&self) -> u64 {
+        self.replay_checks_in_process.load(Ordering::Relaxed)
     }
 
     /// Pings Redis (bounded by the store's timeouts) and records the result; `None` when
@@ -327,6 +336,10 @@ impl Quotas {
                 return Err(QuotaUnavailable);
             }
             self.fallback_activations.fetch_add(1, Ordering::Relaxed);
+            if check.replay.is_some() {
+                self.replay_checks_in_process
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
         let decision = self
             .memory
