@@ -2,6 +2,7 @@
 //! embedded S3-compatible server, in-process quotas, and a metagraph of the well-known
 //! development keys.
 
+pub mod aws_like;
 pub mod s3;
 
 use std::net::{IpAddr, SocketAddr};

@@ -1,5 +1,6 @@
-//! An S3-compatible server in process (s3s + s3s-fs over a local directory). It checks
-//! SigV4 signatures and POST-policy conditions; dev mode and the tests use it.
+//! An S3-compatible server in process (s3s + s3s-fs over a local directory, behind
+//! [`super::aws_like::AwsLike`]). It checks SigV4 signatures and POST-policy conditions;
+//! dev mode and the tests use it.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -47,7 +48,7 @@ pub async fn start_embedded_s3(
         std::fs::create_dir_all(root.join(bucket)).map_err(|e| root_err(e.to_string()))?;
     }
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| root_err(format!("{e:?}")))?;
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    let mut builder = s3s::service::S3ServiceBuilder::new(super::aws_like::AwsLike(fs));
     builder.set_auth(s3s::auth::SimpleAuth::from_single(
         access_key,
         secret_key.to_owned(),
