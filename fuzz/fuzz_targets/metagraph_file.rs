@@ -2,7 +2,8 @@
 //! (`METAGRAPH_SNAPSHOT_PATH`), read the way the service reads them:
 //! `serde_json::from_slice::<MetagraphDocument>` + `Metagraph::from_document`, and the real
 //! `FileSource::fetch` and `snapshot::read` on a file holding the bytes. Never a panic;
-//! both readers accept exactly the documents of the configured subnet; the built
+//! both readers accept exactly the documents of the configured subnet (the file source
+//! only those whose addresses are canonical SS58); the built
 //! metagraph answers for every neuron it lists; the document survives a snapshot round
 //! trip; and a loaded snapshot's sync time can be shown as `/healthcheck` shows it.
 
@@ -96,6 +97,14 @@ fuzz_target!(|data: &[u8]| {
         check_graph(doc, &graph);
     }
     let accepted = matches!(&parsed, Ok(doc) if doc.netuid == NETUID);
+    // The file source also refuses an entry whose hotkey or coldkey is not a canonical
+    // prefix-42 SS58 address (snapshots are written by the service itself).
+    let file_accepted = accepted
+        && parsed.as_ref().is_ok_and(|doc| {
+            doc.neurons
+                .iter()
+                .all(|n| decode_ss58(&n.hotkey).is_ok() && decode_ss58(&n.coldkey).is_ok())
+        });
 
     let h = harness();
     std::fs::write(&h.path, data).expect("write input");
@@ -105,14 +114,17 @@ fuzz_target!(|data: &[u8]| {
         match source.fetch().await {
             Ok(Some(graph)) => {
                 assert!(
-                    accepted,
+                    file_accepted,
                     "the file source accepted a document parsing refused"
                 );
                 check_graph(parsed.as_ref().expect("parsed"), &graph);
             }
             Ok(None) => panic!("a fresh file source reported no change"),
             Err(err) => {
-                assert!(!accepted, "the file source refused a valid document: {err}");
+                assert!(
+                    !file_accepted,
+                    "the file source refused a valid document: {err}"
+                );
                 assert!(err.is_config_error());
             }
         }
