@@ -273,13 +273,24 @@ async fn a_slow_secrets_manager_does_not_keep_the_listener_down() {
             ))
             .send()
     };
-    let r = grant().await.expect("answer");
-    assert_eq!(r.status(), 503);
-    assert!(r.headers().contains_key("retry-after"));
-    assert_eq!(
-        r.json::<Value>().await.expect("json")["detail"],
-        "Signing credentials unavailable; try again shortly"
-    );
+    // The metagraph file loads within milliseconds; the secret takes 4 s. Until then a
+    // grant is 503 with Retry-After, naming what is missing.
+    let loading = Instant::now();
+    loop {
+        let r = grant().await.expect("answer");
+        assert_eq!(r.status(), 503);
+        assert!(r.headers().contains_key("retry-after"));
+        let detail = r.json::<Value>().await.expect("json")["detail"].clone();
+        if detail == "Signing credentials unavailable; try again shortly" {
+            break;
+        }
+        assert_eq!(detail, "Metagraph not yet synced");
+        assert!(
+            loading.elapsed() < Duration::from_secs(2),
+            "metagraph never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Once the secret arrives, the same instance becomes ready and grants.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
