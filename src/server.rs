@@ -210,7 +210,6 @@ struct Activity {
     origin: Instant,
     /// Phase in the low 2 bits, milliseconds since `origin` above them.
     state: AtomicU64,
-    in_flight: AtomicU64,
 }
 
 impl Activity {
@@ -218,7 +217,6 @@ impl Activity {
         Self {
             origin: Instant::now(),
             state: AtomicU64::new(Phase::Fresh as u64),
-            in_flight: AtomicU64::new(0),
         }
     }
 
@@ -245,15 +243,13 @@ impl Activity {
         }
     }
 
+    // HTTP/1 serves one request at a time on a connection, so no count is needed.
     fn request_started(&self) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.set(Phase::Busy);
     }
 
     fn request_finished(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.set(Phase::Idle);
-        }
+        self.set(Phase::Idle);
     }
 }
 

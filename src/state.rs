@@ -222,6 +222,16 @@ async fn credential_source(
     Ok((source, builder.build(), secret))
 }
 
+impl AppState {
+    /// Whether `loaded` has gone unconfirmed by its source for longer than
+    /// `METAGRAPH_REFUSE_AFTER`, so that nothing may be granted on it.
+    pub fn metagraph_too_old(&self, loaded: &crate::metagraph::LoadedMetagraph) -> bool {
+        self.config
+            .metagraph_refuse_after
+            .is_some_and(|limit| loaded.age() > limit)
+    }
+}
+
 /// Bound on the first read of the signing secret.
 const SECRET_FIRST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -150,11 +150,7 @@ impl AppState {
     /// than `METAGRAPH_REFUSE_AFTER` (deregistrations may have been missed).
     pub fn metagraph(&self) -> Result<Arc<LoadedMetagraph>, AccessError> {
         let loaded = self.metagraph.current().ok_or(AccessError::NoMetagraph)?;
-        if self
-            .config
-            .metagraph_refuse_after
-            .is_some_and(|limit| loaded.age() > limit)
-        {
+        if self.metagraph_too_old(&loaded) {
             return Err(AccessError::MetagraphTooOld);
         }
         Ok(loaded)

@@ -91,6 +91,9 @@ pub enum ApiError {
     /// 503: this instance cannot serve the request right now.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// 503 `Server busy; retry shortly`: `MAX_CONCURRENT_REQUESTS` are in flight.
+    #[error("server busy")]
+    Busy,
     /// 504: a dependency did not answer in time.
     #[error("timeout: {0}")]
     Timeout(String),
@@ -117,7 +120,7 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -129,6 +132,8 @@ impl ApiError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ApiError::Unavailable(_) | ApiError::Timeout(_) => Some(RETRY_AFTER_SECS),
+            // Slots free up within a request's time.
+            ApiError::Busy => Some(1),
             ApiError::Throttled { retry_after_secs } => Some((*retry_after_secs).max(1)),
             ApiError::QuotaExceeded { info, .. } => Some(info.reset_in_secs),
             _ => None,
@@ -170,6 +175,7 @@ impl IntoResponse for ApiError {
                 json!("Too many failed authentication attempts from this address; try again later")
             }
             ApiError::BodyTimeout => json!("Request body not received in time"),
+            ApiError::Busy => json!("Server busy; retry shortly"),
             ApiError::NotFound => json!("Not Found"),
             ApiError::MethodNotAllowed => json!("Method Not Allowed"),
             ApiError::Internal(msg) => {

@@ -278,14 +278,13 @@ pub async fn healthz() -> Json<Value> {
     tag = "ops",
     responses(
         (status = 200, description = "Ready: metagraph fresh, credentials valid, quotas countable", body = Object),
-        (status = 503, description = "Not ready; `checks` names what fails (`missing`, `stale`, `pending`, `unavailable`, or `shutdown: draining` from SIGTERM on)", body = Object),
+        (status = 503, description = "Not ready; `checks` names what fails (`missing`, `too_old`, `stale`, `expired`, `pending`, `unavailable`, or `shutdown: draining` from SIGTERM on)", body = Object),
     )
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let refuse_after = state.config.metagraph_refuse_after;
     let metagraph = match state.metagraph.current() {
         None => "missing",
-        Some(l) if refuse_after.is_some_and(|r| l.age() > r) => "too_old",
+        Some(l) if state.metagraph_too_old(&l) => "too_old",
         Some(l) if l.age() > state.config.metagraph_max_age => "stale",
         Some(_) => "ok",
     };
@@ -349,7 +348,7 @@ fn unavailable(body: Value) -> Response {
     tag = "ops",
     responses(
         (status = 200, description = "This instance can serve (status `ok` or `degraded`). `s3_ok`, `s3_latency_ms` and `redis_ok` are null until their first probe has answered (never `false` before it); `missing` lists what it lacks to serve", body = Object),
-        (status = 503, description = "This instance cannot serve: `missing` names what is not loaded yet (`metagraph`, `credentials`)", body = Object),
+        (status = 503, description = "This instance cannot serve: `missing` names what it lacks (`metagraph` or `credentials` not loaded yet, `fresh_metagraph` past `METAGRAPH_REFUSE_AFTER`)", body = Object),
     )
 )]
 pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
@@ -370,12 +369,7 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         .credentials
         .cached()
         .is_some_and(|c| c.expiry().is_none_or(|exp| exp > SystemTime::now()));
-    let too_old = loaded.as_ref().is_some_and(|l| {
-        state
-            .config
-            .metagraph_refuse_after
-            .is_some_and(|r| l.age() > r)
-    });
+    let too_old = loaded.as_ref().is_some_and(|l| state.metagraph_too_old(l));
     let can_serve = loaded.is_some() && credentials_ok && !too_old;
     let mut missing = Vec::new();
     if loaded.is_none() {

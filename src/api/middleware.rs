@@ -95,11 +95,7 @@ pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: 
         match Arc::clone(&state.in_flight).try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
-                let mut response =
-                    ApiError::Unavailable("Server busy; retry shortly".into()).into_response();
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                let response = ApiError::Busy.into_response();
                 return finish(&state, response, &id, &method, (route, path), None, started);
             }
         }
