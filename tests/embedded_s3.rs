@@ -1,6 +1,7 @@
-//! The embedded S3 server meets clients where AWS would: a key with a `..` segment never
-//! lands in another miner's folder, and a listing page never holds more than 1000 keys,
-//! whatever `max-keys` asks (the miner-specific list URL asks for 10000).
+//! The embedded S3 server meets clients where AWS would: keys are kept literally (a key
+//! with a `..` segment stays in the miner's own folder), keys of up to 1024 bytes are
+//! stored, and a listing page never holds more than 1000 keys, whatever `max-keys` asks
+//! (the miner-specific list URL asks for 10000).
 
 mod support;
 
@@ -14,7 +15,7 @@ fn between<'a>(xml: &'a str, open: &str, close: &str) -> Option<&'a str> {
 }
 
 #[tokio::test]
-async fn a_dot_dot_key_never_lands_in_another_folder() {
+async fn a_dot_dot_key_is_kept_literally_in_the_miners_own_folder() {
     let app = TestApp::start().await;
     let k = &app.keys;
     let grant: Value = app
@@ -23,24 +24,67 @@ async fn a_dot_dot_key_never_lands_in_another_folder() {
         .json()
         .await
         .expect("json");
+    let own = format!("data/hotkey={}/", k.miner.ss58);
+    let other = format!("data/hotkey={}/", k.other_miner.ss58);
     let key = format!(
-        "data/hotkey={}/../hotkey={}/job_id=j1/evil.parquet",
-        k.miner.ss58, k.other_miner.ss58
+        "{own}../hotkey={}/job_id=j1/evil.parquet",
+        k.other_miner.ss58
     );
+    // As on AWS: the key starts with the miner's folder, so the policy admits it, and it
+    // is stored as written, under the miner's own prefix.
     let res = upload(&app.client, &grant, &key, vec![7u8; 2048]).await;
+    let status = res.status().as_u16();
+    assert_eq!(status, 204, "{}", res.text().await.unwrap_or_default());
+    assert_eq!(app.s3.keys(&own).await, vec![key.clone()]);
+    assert_eq!(app.s3.size(&key).await, Some(2048));
+    assert!(
+        app.s3.keys(&other).await.is_empty(),
+        "nothing landed in the other miner's folder"
+    );
+    let resolved = format!("{other}job_id=j1/evil.parquet");
+    assert_eq!(app.s3.size(&resolved).await, None);
+    let dot = format!("{own}./job_id=j1/x.parquet");
+    let res = upload(&app.client, &grant, &dot, vec![7u8; 2048]).await;
+    assert_eq!(res.status(), 204);
+    assert!(app.s3.keys(&own).await.contains(&dot));
+}
+
+#[tokio::test]
+async fn keys_up_to_1024_bytes_are_stored_and_longer_ones_refused() {
+    let app = TestApp::start().await;
+    let k = &app.keys;
+    let grant: Value = app
+        .post("/get-folder-access", &app.miner_request())
+        .await
+        .json()
+        .await
+        .expect("json");
+    let folder = format!("data/hotkey={}/job_id=epoch/", k.miner.ss58);
+    let name = |total: usize| {
+        let stem = "s".repeat(total - folder.len() - ".parquet".len());
+        format!("{folder}{stem}.parquet")
+    };
+    for len in [169, 1000, 1024] {
+        let key = name(len);
+        assert_eq!(key.len(), len);
+        let res = upload(&app.client, &grant, &key, vec![3u8; 2048]).await;
+        let status = res.status().as_u16();
+        assert_eq!(
+            status,
+            204,
+            "a {len}-byte key uploads: {}",
+            res.text().await.unwrap_or_default()
+        );
+        assert_eq!(app.s3.size(&key).await, Some(2048), "{len}-byte key stored");
+    }
+    let listed = app.s3.keys(&folder).await;
+    assert_eq!(listed, vec![name(169), name(1000), name(1024)]);
+    let res = upload(&app.client, &grant, &name(1025), vec![3u8; 2048]).await;
     let status = res.status().as_u16();
     let text = res.text().await.unwrap_or_default();
     assert!(
-        (400..500).contains(&status),
-        "a '..' key is refused: {status} {text}"
-    );
-    let landed = app.s3.object_path(&format!(
-        "data/hotkey={}/job_id=j1/evil.parquet",
-        k.other_miner.ss58
-    ));
-    assert!(
-        !landed.exists(),
-        "the upload landed in the other miner's folder"
+        status == 400 && text.contains("KeyTooLong"),
+        "a 1025-byte key is refused as on AWS: {status} {text}"
     );
 }
 
@@ -48,14 +92,11 @@ async fn a_dot_dot_key_never_lands_in_another_folder() {
 async fn a_listing_page_holds_at_most_1000_keys() {
     let app = TestApp::start().await;
     let k = &app.keys;
-    // 1,005 objects in one miner's folder, written straight into the server's directory.
-    let folder = app
-        .s3
-        .object_path(&format!("data/hotkey={}/job_id=big", k.miner.ss58));
-    std::fs::create_dir_all(&folder).expect("folder");
-    for i in 0..1005 {
-        std::fs::write(folder.join(format!("f{i:04}.bin")), [1u8; 8]).expect("write object");
-    }
+    // 1,005 objects in one miner's folder.
+    let folder = format!("data/hotkey={}/job_id=big/", k.miner.ss58);
+    app.s3
+        .put_many((0..1005).map(|i| format!("{folder}f{i:04}.bin")).collect())
+        .await;
     let mut token: Option<String> = None;
     let mut pages = Vec::new();
     loop {

@@ -67,12 +67,7 @@ async fn miner_gets_access_uploads_and_lists_its_folder() {
     let key = format!("{folder}job_id=j1/f.parquet");
     let res = upload(&app.client, &grant, &key, vec![7u8; 2048]).await;
     assert_eq!(res.status(), 204, "upload failed: {:?}", res.text().await);
-    assert_eq!(
-        std::fs::metadata(app.s3.object_path(&key))
-            .expect("object stored")
-            .len(),
-        2048
-    );
+    assert_eq!(app.s3.size(&key).await, Some(2048), "object stored");
 
     // Another miner's folder is refused by the policy's starts-with condition.
     let foreign = format!(
@@ -87,7 +82,7 @@ async fn miner_gets_access_uploads_and_lists_its_folder() {
         status == 403 || (status == 400 && text.contains("InvalidPolicyDocument")),
         "foreign upload not refused: {status} {text}"
     );
-    assert!(!app.s3.object_path(&foreign).exists());
+    assert_eq!(app.s3.size(&foreign).await, None);
 
     // 100 bytes is below content-length-range.
     let small = format!("{folder}job_id=j1/small.parquet");
@@ -98,7 +93,7 @@ async fn miner_gets_access_uploads_and_lists_its_folder() {
         (400..500).contains(&status) && text.contains("EntityTooSmall"),
         "small upload not refused: {status} {text}"
     );
-    assert!(!app.s3.object_path(&small).exists());
+    assert_eq!(app.s3.size(&small).await, None);
 
     // The list URL lists the folder and shows the object.
     let list = app

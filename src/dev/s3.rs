@@ -48,7 +48,8 @@ pub async fn start_embedded_s3(
         std::fs::create_dir_all(root.join(bucket)).map_err(|e| root_err(e.to_string()))?;
     }
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| root_err(format!("{e:?}")))?;
-    let mut builder = s3s::service::S3ServiceBuilder::new(super::aws_like::AwsLike(fs));
+    let storage = super::aws_like::AwsLike::open(fs, root).map_err(|e| root_err(e.to_string()))?;
+    let mut builder = s3s::service::S3ServiceBuilder::new(storage);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(
         access_key,
         secret_key.to_owned(),

@@ -124,8 +124,10 @@ impl Drop for RedisServer {
 pub struct S3Server {
     /// `http://127.0.0.1:{port}`.
     pub endpoint: String,
-    /// Root of the stored data; the bucket is a directory in it.
+    /// Root of the stored data.
     pub root: TempDir,
+    /// An SDK client for the server, with the test credentials.
+    pub client: aws_sdk_s3::Client,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -142,16 +144,93 @@ impl S3Server {
         )
         .await
         .expect("embedded S3 starts");
+        let endpoint = format!("http://{addr}");
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-2"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                S3_ACCESS_KEY,
+                S3_SECRET_KEY,
+                None,
+                None,
+                "tests",
+            ))
+            .endpoint_url(&endpoint)
+            .force_path_style(true)
+            .build();
         Self {
-            endpoint: format!("http://{addr}"),
+            endpoint,
             root,
+            client: aws_sdk_s3::Client::from_conf(config),
             task,
         }
     }
 
-    /// The path of an object on disk.
-    pub fn object_path(&self, key: &str) -> PathBuf {
-        self.root.path().join(BUCKET).join(key)
+    /// The size of the object `key`, or `None` when there is none.
+    pub async fn size(&self, key: &str) -> Option<i64> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .ok()?;
+        head.content_length()
+    }
+
+    /// Stores `keys` (8 bytes each) through the S3 API, 32 at a time.
+    pub async fn put_many(&self, keys: Vec<String>) {
+        let mut running: tokio::task::JoinSet<Result<(), String>> = tokio::task::JoinSet::new();
+        for key in keys {
+            if running.len() >= 32 {
+                let done = running.join_next().await.expect("a running put");
+                done.expect("task").expect("put");
+            }
+            let client = self.client.clone();
+            running.spawn(async move {
+                client
+                    .put_object()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .body(vec![1u8; 8].into())
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        format!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
+                    })
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            done.expect("task").expect("put");
+        }
+    }
+
+    /// Every key under `prefix`, through ListObjectsV2 pages.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .expect("list");
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => return keys,
+            }
+        }
     }
 }
 
