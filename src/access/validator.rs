@@ -7,14 +7,13 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use chrono::{DateTime, Utc};
-use tokio::task::JoinSet;
 
 use super::{AccessError, QuotaUsage, miner_folder};
 use crate::auth::timestamp::RequestTime;
 use crate::auth::{Commitment, decode_ss58};
 use crate::state::AppState;
+use crate::storage::fit_lifetime;
 use crate::storage::presign::{ListQuery, presign_list, presign_object};
-use crate::storage::{fit_lifetime, list_folders};
 
 /// Prefix under which every miner folder lives.
 pub const DATA_PREFIX: &str = "data/hotkey=";
@@ -30,8 +29,6 @@ pub const MAX_FILE_KEYS: usize = 1000;
 pub const MAX_MINER_HOTKEYS: usize = 256;
 /// Longest S3 object key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
-/// How many miner folders are listed at once.
-const LIST_CONCURRENCY: usize = 8;
 
 /// The signed part every validator request carries.
 #[derive(Debug, Clone)]
@@ -107,11 +104,13 @@ pub struct MinerFolders {
     pub job_folders: Vec<JobFolder>,
 }
 
-/// The answer to `/get-folder-presigned-urls`.
+/// The answer to `/get-folder-presigned-urls`: one page of job folders.
 #[derive(Debug, Clone)]
 pub struct FolderGrant {
-    /// Per miner hotkey, its job folders.
+    /// Per miner hotkey, its job folders on this page.
     pub miners: BTreeMap<String, MinerFolders>,
+    /// Token for the next page, when more folders may follow.
+    pub next_continuation_token: Option<String>,
     /// How long the URLs are valid.
     pub expires_in: Duration,
     /// Quota after this request.
@@ -132,7 +131,7 @@ pub fn valid_file_key(key: &str, prefix: &str) -> bool {
             .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
-fn parse_miner_hotkey(miner_hotkey: Option<&str>) -> Result<&str, AccessError> {
+pub(super) fn parse_miner_hotkey(miner_hotkey: Option<&str>) -> Result<&str, AccessError> {
     let miner = miner_hotkey
         .filter(|m| !m.is_empty())
         .ok_or(AccessError::MissingMinerHotkey)?;
@@ -143,7 +142,7 @@ fn parse_miner_hotkey(miner_hotkey: Option<&str>) -> Result<&str, AccessError> {
 impl AppState {
     /// The validator checks, in the reference's order: timestamp, validator status,
     /// signature; then credentials and the validator's quota.
-    async fn authorize_validator(
+    pub(super) async fn authorize_validator(
         &self,
         req: &ValidatorRequest<'_>,
         message: impl FnOnce(i64) -> String,
@@ -310,133 +309,6 @@ impl AppState {
             expires_in,
             usage,
         })
-    }
-
-    /// `/get-folder-presigned-urls`: lists miners' `job_id=` folders in S3 and returns a
-    /// list URL per folder. `miner_hotkeys` narrows it to those miners.
-    pub async fn grant_folders(
-        &self,
-        req: &ValidatorRequest<'_>,
-        miner_hotkeys: Option<&[String]>,
-        now: DateTime<Utc>,
-    ) -> Result<FolderGrant, AccessError> {
-        if let Some(miners) = miner_hotkeys {
-            for m in miners {
-                decode_ss58(m).map_err(AccessError::BadMinerHotkey)?;
-            }
-        }
-        let (_, credentials, usage) = self
-            .authorize_validator(
-                req,
-                |timestamp| {
-                    Commitment::ValidatorFolders {
-                        hotkey: req.hotkey,
-                        timestamp,
-                    }
-                    .message()
-                },
-                now,
-            )
-            .await?;
-        let listing = tokio::time::timeout(
-            self.config.s3_operation_timeout,
-            self.list_job_folders(miner_hotkeys),
-        )
-        .await
-        .map_err(|_| AccessError::S3Timeout)??;
-        let at: SystemTime = now.into();
-        let expires_in = fit_lifetime(&credentials, MINER_LIST_LIFETIME, at);
-        let mut miners = BTreeMap::new();
-        for (miner, jobs) in listing {
-            let miner_path = miner_folder(&miner);
-            let mut job_folders = Vec::with_capacity(jobs.len());
-            for path in jobs {
-                let Some(job_id) = path
-                    .strip_prefix(&miner_path)
-                    .and_then(|rest| rest.strip_prefix("job_id="))
-                    .map(|rest| rest.trim_end_matches('/').to_owned())
-                else {
-                    continue;
-                };
-                let presigned_url = presign_list(
-                    &credentials,
-                    &self.location,
-                    ListQuery::prefix(&path),
-                    at,
-                    expires_in,
-                )?;
-                job_folders.push(JobFolder {
-                    job_id,
-                    path,
-                    presigned_url,
-                });
-            }
-            if !job_folders.is_empty() {
-                miners.insert(
-                    miner,
-                    MinerFolders {
-                        miner_path,
-                        job_folders,
-                    },
-                );
-            }
-        }
-        Ok(FolderGrant {
-            miners,
-            expires_in,
-            usage,
-        })
-    }
-
-    /// Miner hotkey -> its folder prefixes, listed at most [`LIST_CONCURRENCY`] at a time.
-    async fn list_job_folders(
-        &self,
-        only: Option<&[String]>,
-    ) -> Result<Vec<(String, Vec<String>)>, AccessError> {
-        let bucket = self.config.s3_bucket.as_str();
-        let miners: Vec<String> = match only {
-            Some(list) => {
-                let mut v = list.to_vec();
-                v.sort();
-                v.dedup();
-                v
-            }
-            None => list_folders(&self.s3, bucket, DATA_PREFIX)
-                .await?
-                .into_iter()
-                .filter_map(|p| {
-                    p.strip_prefix(DATA_PREFIX)
-                        .map(|rest| rest.trim_end_matches('/').to_owned())
-                })
-                .collect(),
-        };
-        let mut out = Vec::with_capacity(miners.len());
-        let mut pending = miners.into_iter();
-        let mut running = JoinSet::new();
-        loop {
-            while running.len() < LIST_CONCURRENCY {
-                let Some(miner) = pending.next() else { break };
-                let client = self.s3.clone();
-                let bucket = bucket.to_owned();
-                running.spawn(async move {
-                    let folders = list_folders(&client, &bucket, &miner_folder(&miner)).await;
-                    (miner, folders)
-                });
-            }
-            let Some(joined) = running.join_next().await else {
-                break;
-            };
-            match joined {
-                Ok((miner, folders)) => out.push((miner, folders?)),
-                Err(e) => {
-                    return Err(AccessError::S3(crate::storage::ListError {
-                        prefix: DATA_PREFIX.into(),
-                        message: format!("listing task failed: {e}"),
-                    }));
-                }
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -127,8 +127,11 @@ pub struct FolderUrlsRequest {
     pub timestamp: Option<i64>,
     /// Hex sr25519 signature of the commitment.
     pub signature: String,
-    /// Only these miners (SS58).
+    /// Only these miners (SS58), at most 256.
+    #[schema(max_items = 256)]
     pub miner_hotkeys: Option<Vec<String>>,
+    /// The previous answer's `next_continuation_token`: resume right after its last folder.
+    pub continuation_token: Option<String>,
 }
 
 /// Declares the bearer scheme `/metrics` uses.

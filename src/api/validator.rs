@@ -326,6 +326,9 @@ pub struct FolderUrlsResponse {
     pub total_miners: usize,
     /// How long the URLs are valid.
     pub expiry_seconds: u64,
+    /// Send this back as `continuation_token` for the next page (at most 1000 job folders
+    /// each); `null` when this page is the last.
+    pub next_continuation_token: Option<String>,
 }
 
 /// Lists miners' job folders and grants a list URL per folder.
@@ -335,8 +338,8 @@ pub struct FolderUrlsResponse {
     tag = "validators",
     request_body = super::openapi::FolderUrlsRequest,
     responses(
-        (status = 200, description = "A list URL per job folder (3 h)", body = FolderUrlsResponse),
-        (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
+        (status = 200, description = "A page of at most 1000 job folders with a list URL each (3 h)", body = FolderUrlsResponse),
+        (status = 400, description = "`Invalid timestamp`, `Invalid continuation_token`, or a parameter is out of range", body = super::openapi::ErrorDetail),
         (status = 401, description = "`You are not validator`, `Invalid signature`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
         (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
@@ -403,6 +406,7 @@ pub async fn get_folder_presigned_urls(
         total_miners: folder_urls.len(),
         folder_urls,
         expiry_seconds: grant.expires_in.as_secs(),
+        next_continuation_token: grant.next_continuation_token,
     };
     Ok(json_with_quota(body, grant.usage))
 }

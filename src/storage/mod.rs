@@ -11,7 +11,7 @@ pub mod signing_key;
 
 pub use credentials::{CredentialError, CredentialSource, fit_lifetime};
 pub use health::S3Health;
-pub use listing::{ListError, list_folders};
+pub use listing::{FolderPage, ListError, list_folders_page};
 pub use post_policy::{PostPolicyForm, PostPolicySpec};
 pub use presign::PresignError;
 
