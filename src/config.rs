@@ -54,8 +54,9 @@ pub struct Config {
     pub metagraph_sync_interval: Duration,
     /// `METAGRAPH_SYNC_TIMEOUT`: bound on one sync, and on each chain call (default 60 s).
     pub metagraph_sync_timeout: Duration,
-    /// `METAGRAPH_SNAPSHOT_PATH`: where the last good metagraph is kept (default: nowhere).
-    pub metagraph_snapshot_path: Option<PathBuf>,
+    /// `METAGRAPH_SNAPSHOT_PATH`: where the last good metagraph is kept, a file path or
+    /// `s3://bucket/key` (default: nowhere).
+    pub metagraph_snapshot_path: Option<crate::metagraph::snapshot::SnapshotLocation>,
     /// `METAGRAPH_MAX_AGE`: older than this, `/healthcheck` says degraded (default 3600 s).
     pub metagraph_max_age: Duration,
     /// `METAGRAPH_REFUSE_AFTER`: older than this (not confirmed by its source), grants get
@@ -476,7 +477,18 @@ impl Config {
             |_| true,
         )?;
         let metagraph_refuse_after = (refuse_after > 0).then(|| Duration::from_secs(refuse_after));
-        let metagraph_snapshot_path = env.raw("METAGRAPH_SNAPSHOT_PATH").map(PathBuf::from);
+        let metagraph_snapshot_path = match env.raw("METAGRAPH_SNAPSHOT_PATH") {
+            None => None,
+            Some(v) => Some(
+                crate::metagraph::snapshot::SnapshotLocation::parse(v.trim()).ok_or_else(|| {
+                    ConfigError {
+                        var: "METAGRAPH_SNAPSHOT_PATH",
+                        value: v.clone(),
+                        expected: "a file path, or s3://bucket/key".into(),
+                    }
+                })?,
+            ),
+        };
         let require_coldkey_match = env.flag("REQUIRE_COLDKEY_MATCH", true)?;
         let poll = env.parsed(
             "METAGRAPH_FILE_POLL_SECS",

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::TimestampWindow;
 use crate::config::Config;
+use crate::metagraph::snapshot::{SnapshotLocation, SnapshotStore};
 use crate::metagraph::{
     ChainSource, FileSource, MetagraphError, MetagraphHandle, SyncSettings, start_sync,
 };
@@ -136,7 +137,7 @@ async fn start_metagraph(
         interval: config.metagraph_sync_interval,
         timeout: config.metagraph_sync_timeout,
         backoff_base: Duration::from_secs(1),
-        snapshot_path: config.metagraph_snapshot_path.clone(),
+        snapshot: snapshot_store(config).await,
         snapshot_max_age: config.metagraph_refuse_after,
     };
     if let Some(path) = &config.metagraph_file {
@@ -154,6 +155,39 @@ async fn start_metagraph(
         config.metagraph_sync_timeout,
     ));
     Ok(start_sync(source, handle, settings).await?)
+}
+
+/// The configured snapshot location, with an S3 client for an `s3://` one. That client
+/// is the service's own identity (the environment keys if given, else the default chain:
+/// the ECS task role), not the signing credentials, which may come from a secret.
+async fn snapshot_store(config: &Config) -> Option<SnapshotStore> {
+    use aws_sdk_s3::config::{BehaviorVersion, Region};
+    match config.metagraph_snapshot_path.as_ref()? {
+        SnapshotLocation::File(path) => Some(SnapshotStore::File(path.clone())),
+        SnapshotLocation::S3 { bucket, key } => {
+            let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                .region(Region::new(config.s3_region.clone()));
+            if let Some(c) = &config.aws_credentials {
+                loader = loader.credentials_provider(Credentials::new(
+                    c.access_key_id.clone(),
+                    c.secret_access_key.clone(),
+                    c.session_token.clone(),
+                    None,
+                    "environment",
+                ));
+            }
+            let sdk = loader.load().await;
+            let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
+            if let Some(endpoint) = &config.s3_endpoint_url {
+                builder = builder.endpoint_url(endpoint).force_path_style(true);
+            }
+            Some(SnapshotStore::S3 {
+                client: aws_sdk_s3::Client::from_conf(builder.build()),
+                bucket: bucket.clone(),
+                key: key.clone(),
+            })
+        }
+    }
 }
 
 async fn credential_source(

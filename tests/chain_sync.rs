@@ -308,6 +308,83 @@ async fn a_restart_with_the_node_down_serves_the_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_the_node_down_serves_the_snapshot_kept_in_s3() {
+    let keys = Keys::new();
+    let s3_root = tempfile::tempdir().expect("tempdir");
+    let key = "_service/metagraph-snapshot.json";
+    let location = format!("s3://{}/{key}", support::BUCKET);
+    let options = |node: &FakeNode, extra: Vec<(&'static str, String)>| {
+        let mut env = vec![("METAGRAPH_SNAPSHOT_PATH", location.clone())];
+        env.extend(extra);
+        Options {
+            chain_url: Some(node.url.clone()),
+            env,
+            s3_root: Some(s3_root.path().to_path_buf()),
+            ..Options::default()
+        }
+    };
+    let mut node = FakeNode::start(chain(&keys)).await;
+    {
+        let app = TestApp::start_with(options(&node, vec![])).await;
+        assert_eq!(health(&app).await["metagraph_syncer"]["block"], 5_000_000);
+        assert!(
+            app.s3.size(key).await.is_some(),
+            "snapshot written to S3 after a sync"
+        );
+    }
+    node.stop().await;
+
+    // A new task (new process, new S3 server over the same bucket), the chain still down.
+    let app = TestApp::start_with(options(&node, vec![])).await;
+    let h = health(&app).await;
+    let m = &h["metagraph_syncer"];
+    assert_eq!(m["source"], format!("snapshot:{location}"), "{h}");
+    assert_eq!(m["from_snapshot"], true);
+    assert_eq!(m["block"], 5_000_000);
+    assert_eq!(
+        app.post("/get-folder-access", &app.miner_request())
+            .await
+            .status(),
+        200
+    );
+
+    // The same snapshot made two hours old is not served past METAGRAPH_REFUSE_AFTER.
+    let object = app
+        .s3
+        .client
+        .get_object()
+        .bucket(support::BUCKET)
+        .key(key)
+        .send()
+        .await
+        .expect("snapshot object");
+    let bytes = object.body.collect().await.expect("body").into_bytes();
+    let mut doc: Value = serde_json::from_slice(&bytes).expect("snapshot json");
+    doc["synced_at"] = json!(support::now() - 7200);
+    app.s3
+        .client
+        .put_object()
+        .bucket(support::BUCKET)
+        .key(key)
+        .body(serde_json::to_vec(&doc).expect("json").into())
+        .send()
+        .await
+        .expect("put");
+    drop(app);
+    let app = TestApp::start_with(options(
+        &node,
+        vec![("METAGRAPH_REFUSE_AFTER", "3600".into())],
+    ))
+    .await;
+    let res = app.post("/get-folder-access", &app.miner_request()).await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["detail"],
+        "Metagraph not yet synced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_metagraph_yet_means_503_not_401() {
     // Nothing listens on this port and there is no snapshot.
     let port = support::free_port();

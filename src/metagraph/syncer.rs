@@ -2,7 +2,6 @@
 //! start, then a sync every interval, with capped exponential backoff and jitter after
 //! failures while the last good metagraph keeps serving.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +21,7 @@ pub struct SyncSettings {
     /// First retry delay after a failure; doubles per failure up to `interval`.
     pub backoff_base: Duration,
     /// Where to keep the last good metagraph, if anywhere.
-    pub snapshot_path: Option<PathBuf>,
+    pub snapshot: Option<snapshot::SnapshotStore>,
     /// A snapshot older than this is not served at start (`None`: any age).
     pub snapshot_max_age: Option<Duration>,
 }
@@ -60,8 +59,8 @@ async fn sync_once<S: MetagraphSource>(
                 "metagraph synced"
             );
             let now = SystemTime::now();
-            if let Some(path) = &settings.snapshot_path
-                && let Err(err) = snapshot::write(path, &graph, now).await
+            if let Some(store) = &settings.snapshot
+                && let Err(err) = store.write(&graph, now).await
             {
                 tracing::warn!(error = %err, "cannot write metagraph snapshot");
             }
@@ -89,8 +88,8 @@ pub async fn start_sync<S: MetagraphSource>(
         }
         handle.record_failure(&err);
         tracing::error!(error = %err, source = %source.describe(), "initial metagraph sync failed");
-        match &settings.snapshot_path {
-            Some(path) => match snapshot::read(path, settings.netuid).await {
+        match &settings.snapshot {
+            Some(store) => match store.read(settings.netuid).await {
                 Ok((_, synced_at))
                     if settings.snapshot_max_age.is_some_and(|max| {
                         SystemTime::now()
@@ -99,19 +98,19 @@ pub async fn start_sync<S: MetagraphSource>(
                     }) =>
                 {
                     tracing::error!(
-                        path = %path.display(),
+                        snapshot = %store.describe(),
                         "metagraph snapshot is older than METAGRAPH_REFUSE_AFTER; not serving it"
                     );
                 }
                 Ok((graph, synced_at)) => {
                     tracing::warn!(
-                        path = %path.display(),
+                        snapshot = %store.describe(),
                         block = graph.block(),
                         "serving the metagraph snapshot until the source answers"
                     );
                     handle.install(
                         graph,
-                        format!("snapshot:{}", path.display()),
+                        format!("snapshot:{}", store.describe()),
                         synced_at,
                         true,
                     );

@@ -125,7 +125,8 @@ pub struct S3Server {
     /// `http://127.0.0.1:{port}`.
     pub endpoint: String,
     /// Root of the stored data.
-    pub root: TempDir,
+    pub root: PathBuf,
+    _dir: Option<TempDir>,
     /// An SDK client for the server, with the test credentials.
     pub client: aws_sdk_s3::Client,
     task: tokio::task::JoinHandle<()>,
@@ -134,10 +135,17 @@ pub struct S3Server {
 impl S3Server {
     /// Starts the server with bucket [`BUCKET`] and the test credentials.
     pub async fn start() -> Self {
-        let root = tempfile::tempdir().expect("tempdir");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Self::start_in(dir.path()).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts a server over `root`, keeping what an earlier server stored there.
+    pub async fn start_in(root: &Path) -> Self {
         let (addr, task) = s3_auth_api::dev::start_embedded_s3(
             "127.0.0.1:0".parse().expect("addr"),
-            root.path(),
+            root,
             &[BUCKET],
             S3_ACCESS_KEY,
             S3_SECRET_KEY,
@@ -160,7 +168,8 @@ impl S3Server {
             .build();
         Self {
             endpoint,
-            root,
+            root: root.to_path_buf(),
+            _dir: None,
             client: aws_sdk_s3::Client::from_conf(config),
             task,
         }
@@ -373,6 +382,8 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// Read the metagraph from this Subtensor node instead of a file.
     pub chain_url: Option<String>,
+    /// Keep the S3 server's data here (across apps) instead of in a fresh directory.
+    pub s3_root: Option<PathBuf>,
 }
 
 impl TestApp {
@@ -387,7 +398,10 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let metagraph_path = dir.path().join("metagraph.json");
         write_json(&metagraph_path, &keys.metagraph());
-        let s3 = S3Server::start().await;
+        let s3 = match &options.s3_root {
+            Some(root) => S3Server::start_in(root).await,
+            None => S3Server::start().await,
+        };
         let redis = options.redis.then(RedisServer::start);
 
         let mut env: HashMap<String, String> = HashMap::from([
