@@ -17,6 +17,7 @@ pub mod metagraph;
 pub mod metrics;
 pub mod quota;
 pub mod redact;
+pub mod selftest;
 pub mod server;
 pub mod state;
 pub mod storage;

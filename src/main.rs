@@ -36,6 +36,10 @@ enum Command {
     Dev(DevArgs),
     /// Call a running service as a miner or a validator.
     Client(ClientArgs),
+    /// Check the signing path against the configured bucket: presign a miner's upload
+    /// policy for `_selftest/`, upload 1 KiB, read it back, list it, delete it. Prints one
+    /// line per step; exits 0 only if every step passed.
+    Selftest,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +165,24 @@ fn main() -> ExitCode {
             runtime.block_on(run_dev(args))
         }
         Command::Client(args) => runtime.block_on(run_client(args)),
+        Command::Selftest => {
+            let config = match load_config(cli.env_file.as_ref()) {
+                Ok(c) => c,
+                Err(msg) => {
+                    eprintln!("{msg}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_tracing("warn", config.log_format);
+            return match runtime.block_on(selftest(config)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    println!("selftest: FAILED: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -283,6 +305,51 @@ fn coldkey(args: &ClientArgs) -> anyhow::Result<String> {
         }
         (None, None) => anyhow::bail!("miners need --coldkey (SS58 or URI) or --wallet"),
     }
+}
+
+/// Runs the canary with the service's configuration; `Ok(false)` when a step failed.
+async fn selftest(config: Config) -> anyhow::Result<bool> {
+    let location = s3_auth_api::storage::BucketLocation {
+        bucket: config.s3_bucket.clone(),
+        region: config.s3_region.clone(),
+        public_endpoint: config.s3_public_endpoint_url.clone(),
+    };
+    println!(
+        "selftest: bucket {} in {} under {}",
+        location.bucket,
+        location.region,
+        s3_auth_api::selftest::SELFTEST_PREFIX
+    );
+    let credentials = s3_auth_api::state::load_signing_credentials(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the signing credentials: {e}"))?;
+    let http = reqwest::Client::builder()
+        .timeout(
+            config
+                .s3_operation_timeout
+                .max(std::time::Duration::from_secs(10)),
+        )
+        .build()?;
+    let mut failed = None;
+    let ok = s3_auth_api::selftest::run(
+        &credentials,
+        &location,
+        &http,
+        std::time::SystemTime::now(),
+        |step, outcome| {
+            println!("selftest: {step} {outcome}");
+            if failed.is_none() && matches!(outcome, s3_auth_api::selftest::Outcome::Fail(_)) {
+                failed = Some(step);
+            }
+        },
+    )
+    .await;
+    match failed {
+        None if ok => println!("selftest: PASSED"),
+        Some(step) => println!("selftest: FAILED at {step}"),
+        None => println!("selftest: FAILED"),
+    }
+    Ok(ok)
 }
 
 async fn run_client(args: ClientArgs) -> anyhow::Result<()> {

@@ -91,6 +91,9 @@ pub enum StartupError {
     /// The Secrets Manager secret could not be used.
     #[error(transparent)]
     Secret(#[from] crate::storage::secrets::SecretError),
+    /// No signing credentials could be loaded.
+    #[error(transparent)]
+    Credentials(crate::storage::CredentialError),
     /// `REDIS_URL` could not be used.
     #[error(transparent)]
     Redis(#[from] crate::quota::redis_store::InvalidRedisUrl),
@@ -263,6 +266,16 @@ impl AppState {
         self.config
             .metagraph_refuse_after
             .is_some_and(|limit| loaded.age() > limit)
+    }
+}
+
+/// The signing credentials the service would use, read once (the secret's first read, or
+/// the environment keys, or the default chain), for `selftest`.
+pub async fn load_signing_credentials(config: &Config) -> Result<Arc<Credentials>, StartupError> {
+    let (source, _, secret) = credential_source(config).await?;
+    match secret {
+        Some(reader) => Ok(Arc::new(reader.fetch(SECRET_FIRST_READ_TIMEOUT).await?)),
+        None => source.get().await.map_err(StartupError::Credentials),
     }
 }
 

@@ -25,6 +25,21 @@ pub const MIN_UPLOAD_BYTES: u64 = 1024;
 /// Largest upload a miner may make, in bytes (5 GiB, S3's single-PUT limit).
 pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
+/// The upload policy a miner gets, for keys under `key_prefix` (the selftest signs the
+/// same one for its own prefix).
+pub fn upload_spec(
+    key_prefix: &str,
+    credentials: &aws_credential_types::Credentials,
+    signed_at: SystemTime,
+) -> PostPolicySpec {
+    PostPolicySpec {
+        key_prefix: key_prefix.to_owned(),
+        min_size: MIN_UPLOAD_BYTES,
+        max_size: MAX_UPLOAD_BYTES,
+        expires_in: fit_lifetime(credentials, MINER_POLICY_LIFETIME, signed_at),
+    }
+}
+
 /// What a miner receives.
 #[derive(Debug, Clone)]
 pub struct MinerGrant {
@@ -100,12 +115,7 @@ impl AppState {
         let form = presign_post(
             &credentials,
             &self.location,
-            &PostPolicySpec {
-                key_prefix: folder.clone(),
-                min_size: MIN_UPLOAD_BYTES,
-                max_size: MAX_UPLOAD_BYTES,
-                expires_in: fit_lifetime(&credentials, MINER_POLICY_LIFETIME, signed_at),
-            },
+            &upload_spec(&folder, &credentials, signed_at),
             signed_at,
         );
         let list_url = presign_list(

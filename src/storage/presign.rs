@@ -55,6 +55,19 @@ pub fn presign_get(
     now: SystemTime,
     expires_in: Duration,
 ) -> Result<String, PresignError> {
+    presign_method("GET", credentials, region, url, query, now, expires_in)
+}
+
+/// Presigns `{method} {url}?{query}` as [`presign_get`] does for GET.
+pub fn presign_method(
+    method: &str,
+    credentials: &Credentials,
+    region: &str,
+    url: &str,
+    query: &[(&str, &str)],
+    now: SystemTime,
+    expires_in: Duration,
+) -> Result<String, PresignError> {
     if expires_in > MAX_PRESIGN {
         return Err(PresignError::TooLong(expires_in));
     }
@@ -103,7 +116,8 @@ pub fn presign_get(
     canonical.sort_unstable();
 
     let mut creq = String::with_capacity(512);
-    creq.push_str("GET\n");
+    creq.push_str(method);
+    creq.push('\n');
     creq.push_str(path);
     creq.push('\n');
     for (i, (k, v)) in canonical.iter().enumerate() {
@@ -206,6 +220,25 @@ pub fn presign_object(
     expires_in: Duration,
 ) -> Result<String, PresignError> {
     presign_get(
+        credentials,
+        &location.region,
+        &location.object_url(key),
+        &[],
+        now,
+        expires_in,
+    )
+}
+
+/// Presigns a DeleteObject request for `key`.
+pub fn presign_delete(
+    credentials: &Credentials,
+    location: &BucketLocation,
+    key: &str,
+    now: SystemTime,
+    expires_in: Duration,
+) -> Result<String, PresignError> {
+    presign_method(
+        "DELETE",
         credentials,
         &location.region,
         &location.object_url(key),

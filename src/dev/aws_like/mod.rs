@@ -5,6 +5,7 @@
 //!   internal name and this layer keeps the key, so a key with `.` or `..` segments is
 //!   stored and listed as itself (never resolved into another folder), keys of up to 1024
 //!   bytes are stored, and a longer key is refused with `KeyTooLongError`.
+//! - A bucket must exist: `s3s-fs` would create one's directory on the first upload.
 //! - Listings are answered from the key index in S3's byte order: a ListObjects(V2) page
 //!   holds at most 1000 keys and common prefixes whatever `max-keys` asks, with
 //!   `IsTruncated` and a continuation token (or `NextMarker`).
@@ -111,6 +112,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let key = mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         let bucket = req.input.bucket.clone();
         let out = self.inner.put_object(req).await?;
         self.record(&bucket, &key, etag_of(out.output.e_tag.as_ref()))
@@ -123,6 +125,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let key = mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         map_source(&mut req.input.copy_source)?;
         let bucket = req.input.bucket.clone();
         let out = self.inner.copy_object(req).await?;
@@ -140,6 +143,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let key = mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         let bucket = req.input.bucket.clone();
         let out = self.inner.delete_object(req).await?;
         self.index.remove(&bucket, &key).await;
@@ -150,6 +154,7 @@ impl<T: S3> S3 for AwsLike<T> {
         &self,
         mut req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.check_bucket(&req.input.bucket)?;
         let mut originals = std::collections::HashMap::new();
         for object in &mut req.input.delete.objects {
             let key = mapped(&mut object.key)?;
@@ -176,6 +181,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         self.inner.get_object(req).await
     }
 
@@ -184,6 +190,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         self.inner.head_object(req).await
     }
 
@@ -264,6 +271,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let key = mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         let mut out = self.inner.create_multipart_upload(req).await?;
         out.output.key = Some(key);
         Ok(out)
@@ -274,6 +282,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         self.inner.upload_part(req).await
     }
 
@@ -282,6 +291,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         map_source(&mut req.input.copy_source)?;
         self.inner.upload_part_copy(req).await
     }
@@ -291,6 +301,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let key = mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         let mut out = self.inner.list_parts(req).await?;
         out.output.key = Some(key);
         Ok(out)
@@ -301,6 +312,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let key = mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         let bucket = req.input.bucket.clone();
         let mut out = self.inner.complete_multipart_upload(req).await?;
         self.record(&bucket, &key, etag_of(out.output.e_tag.as_ref()))
@@ -314,6 +326,7 @@ impl<T: S3> S3 for AwsLike<T> {
         mut req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         mapped(&mut req.input.key)?;
+        self.check_bucket(&req.input.bucket)?;
         self.inner.abort_multipart_upload(req).await
     }
 
