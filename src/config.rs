@@ -85,6 +85,9 @@ pub struct Config {
     pub secrets_manager_endpoint_url: Option<String>,
     /// `METRICS_TOKEN`: enables `/metrics`, served only with `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
+    /// `EMF_INTERVAL_SECONDS` (with `EMF_NAMESPACE`, `EMF_SERVICE_NAME`): CloudWatch
+    /// embedded-metric lines on stdout once an interval (default 0: off).
+    pub emf: Option<crate::emf::EmfSettings>,
     /// `LOG_LEVEL`: a tracing filter (default `info`).
     pub log_level: String,
     /// `LOG_FORMAT`: `text` (default) or `json`.
@@ -154,6 +157,9 @@ pub const ENV_VARS: &[&str] = &[
     "MAX_CONCURRENT_REQUESTS",
     "CORS_ORIGINS",
     "METRICS_TOKEN",
+    "EMF_INTERVAL_SECONDS",
+    "EMF_NAMESPACE",
+    "EMF_SERVICE_NAME",
     "AWS_CREDENTIALS_SECRET_ID",
     "CREDENTIALS_REFRESH_INTERVAL",
     "SECRETS_MANAGER_ENDPOINT_URL",
@@ -523,6 +529,36 @@ impl Config {
             .filter(|o| !o.is_empty())
             .collect();
         let metrics_token = env.raw("METRICS_TOKEN").map(Secret);
+        let emf_interval = env.parsed(
+            "EMF_INTERVAL_SECONDS",
+            0u64,
+            "0 (off) or 1 to 3600 seconds",
+            |s| *s <= 3600,
+        )?;
+        let emf_name = |var: &'static str, default: &str| {
+            let value = env.string(var, default);
+            let ok = !value.is_empty()
+                && value.len() <= 255
+                && value.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+            if ok {
+                Ok(value)
+            } else {
+                Err(ConfigError {
+                    var,
+                    value,
+                    expected: "1 to 255 printable ASCII characters without ':'".into(),
+                })
+            }
+        };
+        let emf = if emf_interval == 0 {
+            None
+        } else {
+            Some(crate::emf::EmfSettings {
+                interval: Duration::from_secs(emf_interval),
+                namespace: emf_name("EMF_NAMESPACE", "S3AuthApi")?,
+                service: emf_name("EMF_SERVICE_NAME", "s3-auth-api")?,
+            })
+        };
         let credentials_secret_id = env.raw("AWS_CREDENTIALS_SECRET_ID");
         let credentials_refresh_interval = secs("CREDENTIALS_REFRESH_INTERVAL", 900)?;
         let secrets_manager_endpoint_url = env.url("SECRETS_MANAGER_ENDPOINT_URL")?;
@@ -621,6 +657,7 @@ impl Config {
             cors_origins,
             shutdown_grace,
             metrics_token,
+            emf,
             credentials_secret_id,
             credentials_refresh_interval,
             secrets_manager_endpoint_url,

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod dev;
+pub mod emf;
 pub mod keys;
 pub mod loadgen;
 pub mod metagraph;

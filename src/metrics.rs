@@ -115,6 +115,15 @@ impl Metrics {
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
+    /// Answers with a 5xx status so far, over every route.
+    pub fn server_errors(&self) -> u64 {
+        self.routes
+            .iter()
+            .flat_map(|m| m.statuses[400..500].iter())
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Records why an access request was refused (other errors are not counted here).
     pub fn observe_access_error(&self, err: &AccessError) {
         let reason = match err {

@@ -348,6 +348,9 @@ impl AppState {
 
         let tasks = BackgroundTasks::default();
         tasks.push(spawn_probes(Arc::clone(&state)));
+        if let Some(emf) = state.config.emf.clone() {
+            tasks.push(crate::emf::spawn(Arc::clone(&state), emf));
+        }
         let startup_state = Arc::clone(&state);
         let startup_tasks = tasks.clone();
         let startup: Startup = Box::pin(async move {
