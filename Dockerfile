@@ -55,15 +55,20 @@ RUN apt-get update \
 COPY --from=build /usr/local/bin/s3-auth-api /usr/local/bin/s3-auth-api
 
 # An empty, read-only working directory: `serve` reads ./.env when present, and there
-# must be none in the image. The metagraph snapshot belongs in /tmp
-# (METAGRAPH_SNAPSHOT_PATH=/tmp/...), the only place the service writes.
+# must be none in the image. On ECS the metagraph snapshot is an S3 object
+# (METAGRAPH_SNAPSHOT_PATH=s3://<bucket>/_service/metagraph-snapshot.json). A local
+# snapshot goes under /tmp, the only writable place for uid 10001: it is declared here
+# (mode 1777, as in the base image) so that it stays so, and on ECS it is task storage
+# under the read-only root filesystem.
+RUN install -d -m 1777 /tmp
 WORKDIR /app
 USER 10001:10001
 
 EXPOSE 8000
 
-# Liveness only (/healthz answers 200 while the process serves HTTP). Readiness is
-# /readyz, and the load balancer's check is /healthcheck.
+# Liveness only (/healthz answers 200 while the process serves HTTP, about 1 s after
+# start). Readiness is /readyz, and the load balancer's check is /healthcheck.
+# `s3-auth-api selftest` (deploy.sh runs it as a one-off ECS task) checks real S3 access.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["/bin/sh", "-c", "curl -fsS -o /dev/null \"http://127.0.0.1:${PORT:-8000}/healthz\" || exit 1"]
 

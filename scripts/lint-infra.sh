@@ -7,6 +7,11 @@
 #   - shellcheck on every *.sh in scripts/ and aws/, and on .ci/run
 #   - docker-compose.yml parses, and every variable the compose file and the ECS task
 #     definition give the service is one it reads (ENV_VARS in src/config.rs)
+#   - every template is one `aws cloudformation deploy` accepts as deploy.sh calls it:
+#     at most 51,200 bytes inline, at most 1 MB staged with --s3-bucket (read from
+#     deploy.sh's --dry-run output, for a first create and for an update)
+#   - the task definition's CpuArchitecture and deploy.sh's `docker buildx --platform`
+#     agree (X86_64 = linux/amd64, ARM64 = linux/arm64)
 #
 # The Python tools go into a virtualenv (${S3_AUTH_API_LINT_VENV:-~/.cache/s3-auth-api-lint-venv}),
 # ShellCheck comes from apt when missing. Exits non-zero when any check fails.
@@ -112,6 +117,108 @@ sys.exit(1 if bad else 0)
 PY
 }
 step "environment variable names" check_env_names
+
+# What deploy.sh would run, without AWS: a first create and an update, on both CPUs.
+dry_runs() {
+  local status arch
+  for status in DOES_NOT_EXIST UPDATE_COMPLETE; do
+    for arch in X86_64 ARM64; do
+      echo "### status=$status arch=$arch"
+      bash aws/deploy.sh --dry-run --dry-run-status "$status" --env prod \
+        --cert-arn arn:aws:acm:us-east-2:123456789012:certificate/lint \
+        --param "CpuArchitecture=$arch" 2>&1
+    done
+  done
+}
+
+# `aws cloudformation deploy` sends a template inline (TemplateBody, at most 51,200
+# bytes) unless given --s3-bucket, then uploads it and passes its URL (at most 1 MB).
+check_template_sizes() {
+  dry_runs >"$tmp/dry-run.txt" || { cat "$tmp/dry-run.txt"; return 1; }
+  "$venv/bin/python" - "$tmp/dry-run.txt" <<'PY'
+import glob
+import os
+import shlex
+import sys
+
+INLINE, STAGED = 51_200, 1_048_576
+deploys = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    if not line.startswith("+ aws cloudformation deploy "):
+        continue
+    words = shlex.split(line[2:])
+    template = words[words.index("--template-file") + 1]
+    deploys.setdefault(template, set()).add("--s3-bucket" in words)
+bad = False
+for template in sorted(glob.glob("aws/*.yaml")):
+    size = os.path.getsize(template)
+    if template not in deploys:
+        print(f"   {template}: {size} bytes, not deployed by deploy.sh")
+        bad = True
+        continue
+    for staged in sorted(deploys[template]):
+        limit = STAGED if staged else INLINE
+        how = "staged with --s3-bucket" if staged else "inline, without --s3-bucket"
+        verdict = "ok" if size <= limit else "REFUSED"
+        print(f"   {template}: {size} bytes, {how} (limit {limit}): {verdict}")
+        bad |= size > limit
+if True not in deploys.get("aws/s3-auth-api.yaml", set()):
+    print("   deploy.sh does not pass --s3-bucket for aws/s3-auth-api.yaml")
+    bad = True
+sys.exit(1 if bad else 0)
+PY
+}
+
+# The image deploy.sh builds must run on the CPU the task definition asks for.
+check_platforms() {
+  "$venv/bin/python" - "$tmp/dry-run.txt" <<'PY'
+import shlex
+import subprocess
+import sys
+
+from cfnlint.decode import cfn_yaml
+
+# ECS RuntimePlatform.CpuArchitecture -> the Docker/OCI platform of its images.
+ECS_TO_DOCKER = {"X86_64": "linux/amd64", "ARM64": "linux/arm64"}
+template = cfn_yaml.load("aws/s3-auth-api.yaml")
+allowed = template["Parameters"]["CpuArchitecture"]["AllowedValues"]
+bad = False
+for name, resource in template["Resources"].items():
+    if resource.get("Type") == "AWS::ECS::TaskDefinition":
+        arch = resource["Properties"]["RuntimePlatform"]["CpuArchitecture"]
+        if arch != {"Ref": "CpuArchitecture"}:
+            print(f"   {name}: RuntimePlatform.CpuArchitecture is {arch}, not the parameter CpuArchitecture")
+            bad = True
+for value in allowed:
+    got = subprocess.run(["bash", "aws/deploy.sh", "--platform-for", value],
+                         capture_output=True, text=True).stdout.strip()
+    want = ECS_TO_DOCKER.get(value)
+    print(f"   CpuArchitecture {value}: deploy.sh builds {got or '(nothing)'}, ECS runs {want}")
+    bad |= got != want
+# In each dry run, the platform built and the CpuArchitecture deployed go together.
+run_arch = None
+for line in open(sys.argv[1], encoding="utf-8"):
+    if line.startswith("### "):
+        run_arch = line.split("arch=")[1].strip()
+    elif line.startswith("+ docker buildx build "):
+        words = shlex.split(line[2:])
+        platform = words[words.index("--platform") + 1]
+        if platform != ECS_TO_DOCKER[run_arch]:
+            print(f"   dry run with CpuArchitecture={run_arch} builds {platform}")
+            bad = True
+    elif line.startswith("+ aws cloudformation deploy ") and "aws/s3-auth-api.yaml" in line:
+        words = shlex.split(line[2:])
+        # The main deploy (with ImageTag); the later deletion-protection update keeps it.
+        if any(w.startswith("ImageTag=") for w in words) and f"CpuArchitecture={run_arch}" not in words:
+            print(f"   dry run with CpuArchitecture={run_arch} deploys without CpuArchitecture={run_arch}")
+            bad = True
+sys.exit(1 if bad else 0)
+PY
+}
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+step "template sizes (aws cloudformation deploy as deploy.sh calls it)" check_template_sizes
+step "CPU architecture: task definition and image platform" check_platforms
 
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "lint-infra: ${#failed[@]} failed: ${failed[*]}" >&2

@@ -277,3 +277,68 @@ fn release_binary_starts_and_answers_healthz() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#"{"status":"ok"}"#), "{answer}");
 }
+
+fn number(v: &Value) -> u64 {
+    scalar(v)
+        .parse()
+        .unwrap_or_else(|e| panic!("not a number: {v:?}: {e}"))
+}
+
+#[test]
+fn the_open_file_limit_is_above_max_connections() {
+    // Every connection holds a descriptor: the task's nofile limit must stay above the
+    // largest MAX_CONNECTIONS the template allows, with room for S3, Redis and logs.
+    let template = yaml("aws/s3-auth-api.yaml");
+    let container =
+        &template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    let nofile = container["Ulimits"]
+        .as_sequence()
+        .expect("the container sets Ulimits")
+        .iter()
+        .find(|u| u["Name"].as_str() == Some("nofile"))
+        .expect("a nofile ulimit");
+    let (soft, hard) = (number(&nofile["SoftLimit"]), number(&nofile["HardLimit"]));
+    assert!(soft <= hard, "nofile soft {soft} above hard {hard}");
+    let max_connections = number(&template["Parameters"]["MaxConnections"]["MaxValue"]);
+    assert!(
+        soft >= max_connections + 1024,
+        "nofile {soft} leaves too little above MAX_CONNECTIONS up to {max_connections}"
+    );
+    // The service's own default, should the variable ever be dropped from the template.
+    assert!(soft > 10_000 + 1024);
+}
+
+#[test]
+fn updates_leave_the_task_count_to_auto_scaling() {
+    // With DesiredCount in the template every stack update would reset the count that
+    // auto scaling chose; without it CloudFormation leaves the running count alone.
+    let template = yaml("aws/s3-auth-api.yaml");
+    let service = &template["Resources"]["Service"]["Properties"];
+    assert!(
+        service.get("DesiredCount").is_none(),
+        "the ECS service sets DesiredCount"
+    );
+    let target = &template["Resources"]["ScalableTarget"]["Properties"];
+    assert_eq!(
+        target["ScalableDimension"].as_str(),
+        Some("ecs:service:DesiredCount")
+    );
+}
+
+#[test]
+fn the_grace_period_covers_readiness_on_the_load_balancers_check() {
+    // The target group checks /healthcheck, 200 once the metagraph and the signing keys
+    // are loaded (at worst one METAGRAPH_SYNC_TIMEOUT, 60 s, with no snapshot); the grace
+    // period must cover that plus the healthy threshold.
+    let template = yaml("aws/s3-auth-api.yaml");
+    let group = &template["Resources"]["TargetGroup"]["Properties"];
+    assert_eq!(group["HealthCheckPath"].as_str(), Some("/healthcheck"));
+    let to_healthy =
+        number(&group["HealthCheckIntervalSeconds"]) * number(&group["HealthyThresholdCount"]);
+    let grace =
+        number(&template["Resources"]["Service"]["Properties"]["HealthCheckGracePeriodSeconds"]);
+    assert!(
+        grace >= 60 + to_healthy,
+        "grace {grace} s is shorter than a first sync (60 s) plus {to_healthy} s to become healthy"
+    );
+}
