@@ -97,6 +97,8 @@ pub struct Config {
     pub redis_password: Option<Secret>,
     /// `REPLAY_PROTECTION`: a signature is accepted once (default true).
     pub replay_protection: bool,
+    /// Tao v2 header signatures and the upload settings.
+    pub tao: TaoSettings,
     /// `TRUST_PROXY_HOPS`: proxies in front of the service whose `X-Forwarded-For` entries
     /// are trusted for the client address (default 0; the task definition sets 1 for the ALB).
     pub trust_proxy_hops: usize,
@@ -166,6 +168,12 @@ pub const ENV_VARS: &[&str] = &[
     "LOG_LEVEL",
     "LOG_FORMAT",
     "REPLAY_PROTECTION",
+    "TAO_CLOCK_SKEW_MS",
+    "S3_UPLOAD_METHOD",
+    "UPLOAD_URL_LIFETIME",
+    "MIN_UPLOAD_BYTES",
+    "MAX_UPLOAD_BYTES",
+    "FILE_URL_MAX_EXPIRY_HOURS",
     "TRUST_PROXY_HOPS",
     "AUTH_FAILURE_BURST",
     "AUTH_FAILURES_PER_MINUTE",
@@ -233,6 +241,97 @@ pub struct ConfigError {
     pub value: String,
     /// What would have been accepted.
     pub expected: String,
+}
+
+/// How `/get-file-upload-url` hands out uploads (`S3_UPLOAD_METHOD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadMethod {
+    /// A POST policy for exactly the key (S3's browser uploads; size range enforced).
+    Post,
+    /// A presigned PUT (for backends without POST policies, e.g. Cloudflare R2); a PUT URL
+    /// cannot cap the size.
+    Put,
+}
+
+/// Tao v2 and upload settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaoSettings {
+    /// `TAO_CLOCK_SKEW_MS`: how far `X-Tao-Timestamp` may be from now, either way (8000).
+    pub clock_skew_ms: u64,
+    /// `S3_UPLOAD_METHOD`: `post` (default) or `put`.
+    pub upload_method: UploadMethod,
+    /// `UPLOAD_URL_LIFETIME`: lifetime of a per-file upload policy or URL (3600 s).
+    pub upload_url_lifetime: Duration,
+    /// `MIN_UPLOAD_BYTES`: smallest upload a POST policy admits (1024).
+    pub min_upload_bytes: u64,
+    /// `MAX_UPLOAD_BYTES`: largest upload a POST policy admits (5 GiB).
+    pub max_upload_bytes: u64,
+    /// `FILE_URL_MAX_EXPIRY_HOURS`: cap on `expiry_hours` of header-signed file URLs (3).
+    pub file_url_max_expiry_hours: i64,
+}
+
+impl Default for TaoSettings {
+    /// The defaults of every setting.
+    fn default() -> Self {
+        Self {
+            clock_skew_ms: 8000,
+            upload_method: UploadMethod::Post,
+            upload_url_lifetime: Duration::from_secs(3600),
+            min_upload_bytes: 1024,
+            max_upload_bytes: 5 * 1024 * 1024 * 1024,
+            file_url_max_expiry_hours: 3,
+        }
+    }
+}
+
+impl TaoSettings {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let clock_skew_ms = env.parsed(
+            "TAO_CLOCK_SKEW_MS",
+            8000u64,
+            "1 to 300000 milliseconds",
+            |v| (1..=300_000).contains(v),
+        )?;
+        let upload_method = match env.string("S3_UPLOAD_METHOD", "post").trim() {
+            "post" | "POST" => UploadMethod::Post,
+            "put" | "PUT" => UploadMethod::Put,
+            other => {
+                return Err(ConfigError {
+                    var: "S3_UPLOAD_METHOD",
+                    value: other.to_owned(),
+                    expected: "post or put".into(),
+                });
+            }
+        };
+        let lifetime = env.parsed(
+            "UPLOAD_URL_LIFETIME",
+            3600u64,
+            "60 to 604800 seconds",
+            |v| (60..=604_800).contains(v),
+        )?;
+        let min_upload_bytes =
+            env.parsed("MIN_UPLOAD_BYTES", 1024u64, "0 to 5368709120 bytes", |v| {
+                *v <= 5 * 1024 * 1024 * 1024
+            })?;
+        let max_upload_bytes = env.parsed(
+            "MAX_UPLOAD_BYTES",
+            5 * 1024 * 1024 * 1024u64,
+            "1 to 5368709120 bytes (S3's single-upload limit), at least MIN_UPLOAD_BYTES",
+            |v| (min_upload_bytes.max(1)..=5 * 1024 * 1024 * 1024).contains(v),
+        )?;
+        let file_url_max_expiry_hours =
+            env.parsed("FILE_URL_MAX_EXPIRY_HOURS", 3i64, "1 to 24 hours", |v| {
+                (1..=24).contains(v)
+            })?;
+        Ok(Self {
+            clock_skew_ms,
+            upload_method,
+            upload_url_lifetime: Duration::from_secs(lifetime),
+            min_upload_bytes,
+            max_upload_bytes,
+            file_url_max_expiry_hours,
+        })
+    }
 }
 
 struct Env<'a> {
@@ -583,6 +682,7 @@ impl Config {
         };
         let redis_password = env.raw("REDIS_PASSWORD").map(Secret);
         let replay_protection = env.flag("REPLAY_PROTECTION", true)?;
+        let tao = TaoSettings::read(&env)?;
         let trust_proxy_hops = env.parsed(
             "TRUST_PROXY_HOPS",
             0usize,
@@ -665,6 +765,7 @@ impl Config {
             log_format,
             redis_password,
             replay_protection,
+            tao,
             trust_proxy_hops,
             auth_failure_burst,
             auth_failures_per_minute,

@@ -334,6 +334,7 @@ async fn selftest(config: Config) -> anyhow::Result<bool> {
     let ok = s3_auth_api::selftest::run(
         &credentials,
         &location,
+        &config.tao,
         &http,
         std::time::SystemTime::now(),
         |step, outcome| {

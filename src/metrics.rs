@@ -132,7 +132,8 @@ impl Metrics {
             AccessError::BadSignature(_) => 2,
             AccessError::NotValidator => 3,
             AccessError::ColdkeyMismatch => 4,
-            AccessError::Replayed => 5,
+            AccessError::Replayed | AccessError::NonceReused => 5,
+            AccessError::TaoSkew => 0,
             AccessError::Throttled { .. } => 6,
             AccessError::Quota(q) => {
                 let counter = if q.global {

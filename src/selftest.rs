@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_credential_types::Credentials;
 
 use crate::access::miner::{MIN_UPLOAD_BYTES, upload_spec};
+use crate::config::TaoSettings;
 use crate::storage::BucketLocation;
 use crate::storage::post_policy::presign_post;
 use crate::storage::presign::{ListQuery, presign_delete, presign_list, presign_object};
@@ -104,11 +105,12 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String
     Ok((status, body.to_vec()))
 }
 
-/// Runs every step at `now` (the signing time), calling `report` after each, and returns
+/// Runs every step at `now` (the signing time), with the policy's size range from `sizes`, calling `report` after each, and returns
 /// whether all passed. A key that was uploaded is deleted even when a later step failed.
 pub async fn run(
     credentials: &Credentials,
     location: &BucketLocation,
+    sizes: &TaoSettings,
     http: &reqwest::Client,
     now: SystemTime,
     mut report: impl FnMut(Step, &Outcome),
@@ -124,12 +126,13 @@ pub async fn run(
         .unwrap_or(0);
     let name = format!("canary-{nonce}.bin");
     let key = format!("{SELFTEST_PREFIX}{name}");
-    let content: Vec<u8> = (0..MIN_UPLOAD_BYTES).map(|i| (i % 251) as u8).collect();
+    let len = MIN_UPLOAD_BYTES.max(sizes.min_upload_bytes);
+    let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
 
     let form = presign_post(
         credentials,
         location,
-        &upload_spec(SELFTEST_PREFIX, credentials, now),
+        &upload_spec(SELFTEST_PREFIX, credentials, now, sizes),
         now,
     );
     note(Step::Presign, Outcome::Ok(format!("key {key}")));

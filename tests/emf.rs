@@ -63,7 +63,10 @@ async fn the_binary_writes_emf_lines_counting_5xx_answers() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    assert_eq!(sent_503, 3, "the grants answer 503 while no metagraph is loaded");
+    assert_eq!(
+        sent_503, 3,
+        "the grants answer 503 while no metagraph is loaded"
+    );
 
     let mut counted = 0.0;
     let mut documents = 0;
@@ -87,12 +90,21 @@ async fn the_binary_writes_emf_lines_counting_5xx_answers() {
             let name = metric["Name"].as_str().expect("name");
             assert!(doc[name].is_number(), "{name} has a value: {doc}");
         }
-        assert!(doc["SyncFailuresConsecutive"].as_f64() >= Some(1.0), "{doc}");
-        assert!(doc.get("MetagraphAgeSeconds").is_none(), "no metagraph yet: {doc}");
+        assert!(
+            doc["SyncFailuresConsecutive"].as_f64() >= Some(1.0),
+            "{doc}"
+        );
+        assert!(
+            doc.get("MetagraphAgeSeconds").is_none(),
+            "no metagraph yet: {doc}"
+        );
         counted += doc["Http5xx"].as_f64().expect("Http5xx");
     }
     let _ = child.kill();
     let _ = child.wait();
     assert!(documents >= 1, "no EMF line within 30 s");
-    assert_eq!(counted, 3.0, "the three 503s are counted once each over the intervals");
+    assert_eq!(
+        counted, 3.0,
+        "the three 503s are counted once each over the intervals"
+    );
 }

@@ -92,6 +92,7 @@ async fn a_policy_the_server_refuses_fails_at_the_upload() {
     let ok = run(
         &credentials,
         &location,
+        &s3_auth_api::config::TaoSettings::default(),
         &reqwest::Client::new(),
         signed_at,
         |step, outcome| seen.push((step, outcome.clone())),

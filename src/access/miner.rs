@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use super::{AccessError, QuotaUsage};
+use super::{AccessError, Proof, QuotaUsage};
 use crate::auth::{Commitment, decode_ss58};
 use crate::state::AppState;
 use crate::storage::post_policy::presign_post;
@@ -31,11 +31,12 @@ pub fn upload_spec(
     key_prefix: &str,
     credentials: &aws_credential_types::Credentials,
     signed_at: SystemTime,
+    sizes: &crate::config::TaoSettings,
 ) -> PostPolicySpec {
     PostPolicySpec {
         key_prefix: key_prefix.to_owned(),
-        min_size: MIN_UPLOAD_BYTES,
-        max_size: MAX_UPLOAD_BYTES,
+        min_size: sizes.min_upload_bytes,
+        max_size: sizes.max_upload_bytes,
         expires_in: fit_lifetime(credentials, MINER_POLICY_LIFETIME, signed_at),
     }
 }
@@ -68,6 +69,8 @@ pub struct MinerRequest<'a> {
     pub signature: &'a str,
     /// Requested expiry (defaults to timestamp + 24 h).
     pub expiry: Option<i64>,
+    /// Tao v2 headers: when present they are the proof, and `hotkey` is theirs.
+    pub tao: Option<&'a crate::auth::tao::TaoProof>,
 }
 
 impl AppState {
@@ -78,24 +81,32 @@ impl AppState {
         req: &MinerRequest<'_>,
         now: DateTime<Utc>,
     ) -> Result<MinerGrant, AccessError> {
-        let time = self.check_time(now, req.timestamp, req.expiry)?;
+        let time = match req.tao {
+            Some(_) => self.check_time(now, Some(now.timestamp()), req.expiry)?,
+            None => self.check_time(now, req.timestamp, req.expiry)?,
+        };
         decode_ss58(req.hotkey).map_err(AccessError::BadHotkey)?;
         let loaded = self.metagraph()?;
         let neuron = loaded
             .metagraph
             .get(req.hotkey)
             .ok_or(AccessError::NotRegistered)?;
-        let commitment = Commitment::MinerAccess {
-            coldkey: req.coldkey,
-            hotkey: req.hotkey,
-            timestamp: time.timestamp,
-        };
-        self.verify(
-            &loaded.metagraph,
-            req.hotkey,
-            &commitment.message(),
-            req.signature,
-        )?;
+        match req.tao {
+            Some(tao) => self.verify_tao(&loaded.metagraph, tao, now)?,
+            None => {
+                let commitment = Commitment::MinerAccess {
+                    coldkey: req.coldkey,
+                    hotkey: req.hotkey,
+                    timestamp: time.timestamp,
+                };
+                self.verify(
+                    &loaded.metagraph,
+                    req.hotkey,
+                    &commitment.message(),
+                    req.signature,
+                )?;
+            }
+        }
         if self.config.require_coldkey_match && neuron.coldkey != req.coldkey {
             return Err(AccessError::ColdkeyMismatch);
         }
@@ -105,8 +116,13 @@ impl AppState {
             .charge(
                 req.hotkey,
                 self.config.daily_limit_per_miner,
-                req.signature,
-                time.timestamp,
+                match req.tao {
+                    Some(tao) => Proof::Tao(tao),
+                    None => Proof::Body {
+                        signature: req.signature,
+                        timestamp: time.timestamp,
+                    },
+                },
                 now,
             )
             .await?;
@@ -115,7 +131,7 @@ impl AppState {
         let form = presign_post(
             &credentials,
             &self.location,
-            &upload_spec(&folder, &credentials, signed_at),
+            &upload_spec(&folder, &credentials, signed_at, &self.config.tao),
             signed_at,
         );
         let list_url = presign_list(

@@ -4,6 +4,7 @@
 pub mod folders;
 pub mod miner;
 pub mod throttle;
+pub mod uploads;
 pub mod validator;
 
 pub use miner::{MinerGrant, MinerRequest, miner_folder};
@@ -21,10 +22,13 @@ use aws_credential_types::Credentials;
 use chrono::{DateTime, Utc};
 
 use crate::auth::signature::parse_signature_hex;
+use crate::auth::tao::{TaoProof, nonce_ttl_secs, within_skew};
 use crate::auth::timestamp::RequestTime;
-use crate::auth::{SignatureError, Ss58Error, TimestampError, verify_with_key};
+use crate::auth::{
+    SignatureError, Ss58Error, TimestampError, verify_bytes_with_key, verify_with_key,
+};
 use crate::metagraph::{LoadedMetagraph, Metagraph};
-use crate::quota::{QuotaDecision, secs_until_utc_midnight};
+use crate::quota::{QuotaDecision, ReplayGuard, secs_until_utc_midnight};
 use crate::state::AppState;
 use crate::storage::{CredentialError, ListError, PresignError};
 
@@ -73,6 +77,18 @@ pub enum AccessError {
     /// The signature was accepted before (replay protection).
     #[error("signature already used")]
     Replayed,
+    /// A Tao v2 timestamp is further from now than `TAO_CLOCK_SKEW_MS`.
+    #[error("tao timestamp out of skew")]
+    TaoSkew,
+    /// A Tao v2 nonce was accepted before.
+    #[error("nonce already used")]
+    NonceReused,
+    /// The route takes Tao v2 header signatures only, and the request has none.
+    #[error("tao v2 headers required")]
+    TaoRequired,
+    /// The object to upload exists already.
+    #[error("file already exists")]
+    FileExists,
     /// This client address failed authentication too often; it may try again later.
     #[error("too many failed authentications from this address")]
     Throttled {
@@ -103,6 +119,8 @@ impl AccessError {
                 | AccessError::NotValidator
                 | AccessError::ColdkeyMismatch
                 | AccessError::Replayed
+                | AccessError::TaoSkew
+                | AccessError::NonceReused
                 | AccessError::BadHotkey(_)
                 | AccessError::Timestamp(_)
         )
@@ -120,6 +138,20 @@ pub struct QuotaRejection {
     pub reset_in_secs: u64,
     /// Unix time of the next UTC midnight.
     pub reset_at: i64,
+}
+
+/// How a request proves who sent it, and what is recorded so it is accepted once.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// A commitment string signed in the body.
+    Body {
+        /// The hex signature.
+        signature: &'a str,
+        /// The signed timestamp (seconds).
+        timestamp: i64,
+    },
+    /// Tao v2 headers over the body.
+    Tao(&'a TaoProof),
 }
 
 /// Quota state of an accepted request.
@@ -157,36 +189,40 @@ impl AppState {
         Ok(loaded)
     }
 
-    /// Counts a request against `limit` and the global limit and, with replay protection
-    /// on, records its (verified) `signature` over `timestamp` as used, refusing one used
-    /// before; the record lives as long as that timestamp could still be accepted.
+    /// Counts a request against `limit` and the global limit and records its (verified)
+    /// proof as used, in the same round trip, refusing one used before: a body signature
+    /// (with replay protection on) for as long as its timestamp could still be accepted, a
+    /// Tao v2 nonce (always) for twice the clock skew plus a margin.
     pub async fn charge(
         &self,
         hotkey: &str,
         limit: u64,
-        signature: &str,
-        timestamp: i64,
+        proof: Proof<'_>,
         now: DateTime<Utc>,
     ) -> Result<QuotaUsage, AccessError> {
         let global_limit = self.config.total_daily_limit;
-        let replay = if self.config.replay_protection {
-            let bytes = parse_signature_hex(signature)?;
-            Some((
-                bytes,
+        let prefix = self.quotas.prefix();
+        let replay = match proof {
+            Proof::Body {
+                signature,
+                timestamp,
+            } if self.config.replay_protection => Some(ReplayGuard::new(
+                prefix,
+                hotkey,
+                &parse_signature_hex(signature)?,
                 self.window.replay_ttl_secs(timestamp, now.timestamp()),
-            ))
-        } else {
-            None
+            )),
+            Proof::Body { .. } => None,
+            Proof::Tao(tao) => Some(ReplayGuard::nonce(
+                prefix,
+                hotkey,
+                &tao.nonce,
+                nonce_ttl_secs(self.config.tao.clock_skew_ms),
+            )),
         };
         let outcome = self
             .quotas
-            .acquire(
-                hotkey,
-                limit,
-                global_limit,
-                replay.as_ref().map(|(b, ttl)| (b, *ttl)),
-                now,
-            )
+            .acquire(hotkey, limit, global_limit, replay, now)
             .await
             .map_err(|_| AccessError::QuotaUnavailable)?;
         let reset_in_secs = secs_until_utc_midnight(now);
@@ -204,7 +240,10 @@ impl AppState {
                 reset_in_secs,
                 reset_at,
             })),
-            QuotaDecision::Replayed => Err(AccessError::Replayed),
+            QuotaDecision::Replayed => Err(match proof {
+                Proof::Tao(_) => AccessError::NonceReused,
+                Proof::Body { .. } => AccessError::Replayed,
+            }),
             QuotaDecision::GlobalExhausted => Err(AccessError::Quota(QuotaRejection {
                 global: true,
                 limit: global_limit,
@@ -249,6 +288,28 @@ impl AppState {
 
     /// Verifies `signature` by the registered `hotkey` over the commitment `message`,
     /// with the public key the metagraph decoded.
+    /// Checks a Tao v2 proof: its timestamp within `TAO_CLOCK_SKEW_MS` of now (either
+    /// way), then its signature over `{sha256(body)}.{nonce}.{timestamp}` by its hotkey's
+    /// key in `metagraph` (raw or `<Bytes>`-wrapped).
+    pub fn verify_tao(
+        &self,
+        metagraph: &Metagraph,
+        tao: &TaoProof,
+        now: DateTime<Utc>,
+    ) -> Result<(), AccessError> {
+        if !within_skew(
+            tao.timestamp_ms,
+            now.timestamp_millis(),
+            self.config.tao.clock_skew_ms,
+        ) {
+            return Err(AccessError::TaoSkew);
+        }
+        let key = metagraph
+            .public_key(&tao.hotkey)
+            .ok_or(AccessError::BadSignature(SignatureError::BadPublicKey))?;
+        Ok(verify_bytes_with_key(key, &tao.message(), &tao.signature)?)
+    }
+
     pub fn verify(
         &self,
         metagraph: &Metagraph,

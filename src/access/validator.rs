@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use chrono::{DateTime, Utc};
 
-use super::{AccessError, QuotaUsage, miner_folder};
+use super::{AccessError, Proof, QuotaUsage, miner_folder};
+use crate::auth::tao::{TaoProof, within_skew};
 use crate::auth::timestamp::RequestTime;
 use crate::auth::{Commitment, decode_ss58};
 use crate::state::AppState;
@@ -43,6 +44,9 @@ pub struct ValidatorRequest<'a> {
     pub expiry: Option<i64>,
     /// For list URLs: the page after this ListObjectsV2 continuation token.
     pub continuation_token: Option<&'a str>,
+    /// Tao v2 headers: when present they are the proof (hotkey, timestamp and signature
+    /// above are then not used).
+    pub tao: Option<&'a TaoProof>,
 }
 
 /// The answer to `/get-validator-access`.
@@ -148,6 +152,35 @@ impl AppState {
         message: impl FnOnce(i64) -> String,
         now: DateTime<Utc>,
     ) -> Result<(RequestTime, Arc<Credentials>, QuotaUsage), AccessError> {
+        if let Some(tao) = req.tao {
+            // Header-signed: the skew bounds the timestamp; the expiry counts from now.
+            let time = self.check_time(now, Some(now.timestamp()), req.expiry)?;
+            let loaded = self.metagraph()?;
+            if !within_skew(
+                tao.timestamp_ms,
+                now.timestamp_millis(),
+                self.config.tao.clock_skew_ms,
+            ) {
+                return Err(AccessError::TaoSkew);
+            }
+            if !loaded
+                .metagraph
+                .is_validator(&tao.hotkey, self.config.validator_min_alpha_stake)
+            {
+                return Err(AccessError::NotValidator);
+            }
+            self.verify_tao(&loaded.metagraph, tao, now)?;
+            let credentials = self.signing_credentials().await?;
+            let usage = self
+                .charge(
+                    &tao.hotkey,
+                    self.config.daily_limit_per_validator,
+                    Proof::Tao(tao),
+                    now,
+                )
+                .await?;
+            return Ok((time, credentials, usage));
+        }
         let time = self.check_time(now, req.timestamp, req.expiry)?;
         let loaded = self.metagraph()?;
         if !loaded
@@ -167,8 +200,10 @@ impl AppState {
             .charge(
                 req.hotkey,
                 self.config.daily_limit_per_validator,
-                req.signature,
-                time.timestamp,
+                Proof::Body {
+                    signature: req.signature,
+                    timestamp: time.timestamp,
+                },
                 now,
             )
             .await?;
@@ -276,6 +311,12 @@ impl AppState {
                 "expiry_hours must be between 1 and 24".into(),
             ));
         }
+        // Header-signed callers (Subnet 13's validators) get at most
+        // `FILE_URL_MAX_EXPIRY_HOURS`; body-signed ones keep today's 1 to 24.
+        let hours = match req.tao {
+            Some(_) => hours.min(self.config.tao.file_url_max_expiry_hours),
+            None => hours,
+        };
         let (_, credentials, usage) = self
             .authorize_validator(
                 req,

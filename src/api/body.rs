@@ -14,7 +14,10 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 
 /// A request body that is a JSON object.
 #[derive(Debug)]
-pub struct JsonObject(pub Map<String, Value>);
+pub struct JsonObject(
+    pub Map<String, Value>,
+    pub Option<crate::auth::tao::TaoProof>,
+);
 
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
@@ -24,6 +27,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             .extensions()
             .get::<super::middleware::CallerHotkey>()
             .cloned();
+        let tao_headers: Vec<(&'static str, String)> = crate::auth::tao::HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = req.headers().get(*name)?;
+                // A header that is not text is as good as a malformed one.
+                Some((*name, value.to_str().unwrap_or("\u{0}").to_owned()))
+            })
+            .collect();
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit: BODY_LIMIT }
@@ -31,12 +42,27 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 ApiError::BadRequest("Could not read the request body".into())
             }
         })?;
+        let tao = crate::auth::tao::parse_headers(
+            |name| {
+                tao_headers
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.as_str())
+            },
+            &bytes,
+        )
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => {
-                if let (Some(caller), Some(Value::String(hotkey))) = (caller, map.get("hotkey")) {
+                let hotkey = match &tao {
+                    Some(proof) => Some(proof.hotkey.as_str()),
+                    None => map.get("hotkey").and_then(Value::as_str),
+                };
+                if let (Some(caller), Some(hotkey)) = (caller, hotkey) {
                     caller.set(hotkey);
                 }
-                Ok(JsonObject(map))
+                Ok(JsonObject(map, tao))
             }
             Ok(_) => Err(ApiError::Validation(vec![ValidationIssue {
                 kind: "model_attributes_type",
@@ -209,8 +235,8 @@ mod tests {
 
     fn obj(v: Value) -> JsonObject {
         match v {
-            Value::Object(m) => JsonObject(m),
-            _ => JsonObject(Map::new()),
+            Value::Object(m) => JsonObject(m, None),
+            _ => JsonObject(Map::new(), None),
         }
     }
 

@@ -97,6 +97,9 @@ pub enum ApiError {
     /// 504: a dependency did not answer in time.
     #[error("timeout: {0}")]
     Timeout(String),
+    /// 409 with a detail (e.g. `File already exists`).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// 404.
     #[error("not found")]
     NotFound,
@@ -122,6 +125,7 @@ impl ApiError {
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -163,6 +167,7 @@ impl IntoResponse for ApiError {
             ),
             ApiError::BadRequest(d)
             | ApiError::Unauthorized(d)
+            | ApiError::Conflict(d)
             | ApiError::Unavailable(d)
             | ApiError::Timeout(d) => {
                 json!(d)

@@ -95,9 +95,21 @@ pub async fn get_folder_access(
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
     let coldkey = f.string("coldkey");
-    let hotkey = f.string("hotkey");
-    let timestamp = f.opt_int("timestamp");
-    let signature = f.string("signature");
+    let tao = body.1.as_ref();
+    // Header-signed requests name the hotkey in X-Tao-Signed-By and need no body signature.
+    let (hotkey, timestamp, signature) = match tao {
+        Some(proof) => {
+            let _ = f.opt_string("hotkey");
+            let _ = f.opt_int("timestamp");
+            let _ = f.opt_string("signature");
+            (proof.hotkey.clone(), None, String::new())
+        }
+        None => (
+            f.string("hotkey"),
+            f.opt_int("timestamp"),
+            f.string("signature"),
+        ),
+    };
     let expiry = f.opt_int("expiry");
     f.finish()?;
 
@@ -107,6 +119,7 @@ pub async fn get_folder_access(
         timestamp,
         signature: &signature,
         expiry,
+        tao,
     };
     let grant = state
         .throttled(client, state.grant_miner(&request, Utc::now()))

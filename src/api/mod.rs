@@ -7,6 +7,7 @@ pub mod info;
 pub mod middleware;
 pub mod miner;
 pub mod openapi;
+pub mod uploads;
 pub mod validator;
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/get-folder-presigned-urls",
             post(validator::get_folder_presigned_urls),
         )
+        .route("/get-file-upload-url", post(uploads::get_file_upload_url))
+        .route("/get-miner-list", post(uploads::get_miner_list))
         .route("/commitment-formats", get(info::commitment_formats))
         .route("/structure-info", get(info::structure_info))
         .route("/rate-limits", get(info::rate_limits))
@@ -101,6 +104,14 @@ impl From<AccessError> for ApiError {
             }
             AccessError::NotValidator => ApiError::Unauthorized("You are not validator".into()),
             AccessError::Replayed => ApiError::Unauthorized("Signature already used".into()),
+            AccessError::TaoSkew => {
+                ApiError::Unauthorized("X-Tao-Timestamp outside the allowed clock skew".into())
+            }
+            AccessError::NonceReused => ApiError::Unauthorized("Nonce already used".into()),
+            AccessError::TaoRequired => ApiError::Unauthorized(
+                "This route needs a Tao v2 signature (X-Tao-* headers)".into(),
+            ),
+            AccessError::FileExists => ApiError::Conflict("File already exists".into()),
             AccessError::Throttled { retry_after } => ApiError::Throttled {
                 retry_after_secs: retry_after.as_secs().max(1),
             },

@@ -15,6 +15,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/get-miner-specific-access"),
     ("post", "/get-file-presigned-urls"),
     ("post", "/get-folder-presigned-urls"),
+    ("post", "/get-file-upload-url"),
+    ("post", "/get-miner-list"),
     ("get", "/commitment-formats"),
     ("get", "/structure-info"),
     ("get", "/rate-limits"),
@@ -145,6 +147,17 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // Tao v2: X-Tao-Version 2, X-Tao-Timestamp (ms), X-Tao-Nonce (UUID),
+        // X-Tao-Signed-By (SS58) and this signature over `{sha256(body)}.{nonce}.{timestamp}`.
+        components.add_security_scheme(
+            "tao_v2",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "X-Tao-Signature",
+                    "Tao v2: sr25519 signature (base64 or hex) by X-Tao-Signed-By over `{sha256(body) hex}.{X-Tao-Nonce}.{X-Tao-Timestamp}`, sent with X-Tao-Version: 2, X-Tao-Timestamp (Unix ms, within TAO_CLOCK_SKEW_MS) and X-Tao-Nonce (a UUID, accepted once).",
+                ),
+            )),
+        );
     }
 }
 
@@ -218,6 +231,8 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
         validator::get_miner_specific_access,
         validator::get_file_presigned_urls,
         validator::get_folder_presigned_urls,
+        super::uploads::get_file_upload_url,
+        super::uploads::get_miner_list,
         info::commitment_formats,
         info::structure_info,
         info::rate_limits,

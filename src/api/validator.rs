@@ -16,6 +16,7 @@ use super::error::{ApiError, ValidationIssue};
 use super::json_with_quota;
 use super::miner::{StructureInfo, naive_iso};
 use crate::access::ValidatorRequest;
+use crate::auth::tao::TaoProof;
 use crate::state::AppState;
 
 /// The signed fields every validator body has.
@@ -25,16 +26,34 @@ struct Signed {
     signature: String,
     expiry: Option<i64>,
     continuation_token: Option<String>,
+    tao: Option<TaoProof>,
 }
 
 impl Signed {
-    fn read(f: &mut Fields<'_>) -> Self {
+    /// The signed part of `body`: from its Tao v2 headers when it has them (then the body
+    /// needs no `hotkey`, `timestamp` or `signature`), else from the body.
+    fn read(f: &mut Fields<'_>, body: &JsonObject) -> Self {
+        let tao = body.1.clone();
+        let (hotkey, timestamp, signature) = match &tao {
+            Some(proof) => {
+                let _ = f.opt_string("hotkey");
+                let _ = f.opt_int("timestamp");
+                let _ = f.opt_string("signature");
+                (proof.hotkey.clone(), None, String::new())
+            }
+            None => (
+                f.string("hotkey"),
+                f.opt_int("timestamp"),
+                f.string("signature"),
+            ),
+        };
         Self {
-            hotkey: f.string("hotkey"),
-            timestamp: f.opt_int("timestamp"),
-            signature: f.string("signature"),
+            hotkey,
+            timestamp,
+            signature,
             expiry: f.opt_int("expiry"),
             continuation_token: f.opt_string("continuation_token"),
+            tao,
         }
     }
 
@@ -45,6 +64,7 @@ impl Signed {
             signature: &self.signature,
             expiry: self.expiry,
             continuation_token: self.continuation_token.as_deref(),
+            tao: self.tao.as_ref(),
         }
     }
 }
@@ -113,7 +133,7 @@ pub async fn get_validator_access(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
-    let signed = Signed::read(&mut f);
+    let signed = Signed::read(&mut f, &body);
     f.finish()?;
     let now = Utc::now();
     let grant = state
@@ -179,7 +199,7 @@ pub async fn get_miner_specific_access(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
-    let signed = Signed::read(&mut f);
+    let signed = Signed::read(&mut f, &body);
     let miner_hotkey = f.opt_string("miner_hotkey");
     f.finish()?;
     let grant = state
@@ -252,7 +272,7 @@ pub async fn get_file_presigned_urls(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
-    let signed = Signed::read(&mut f);
+    let signed = Signed::read(&mut f, &body);
     let miner_hotkey = f.opt_string("miner_hotkey");
     let file_keys = f.string_list("file_keys");
     let expiry_hours = f.opt_int("expiry_hours");
@@ -354,7 +374,7 @@ pub async fn get_folder_presigned_urls(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
-    let signed = Signed::read(&mut f);
+    let signed = Signed::read(&mut f, &body);
     let miner_hotkeys = f.opt_string_list("miner_hotkeys");
     f.finish()?;
     let max = crate::access::validator::MAX_MINER_HOTKEYS;

@@ -60,9 +60,17 @@ pub fn verify_with_key(
     message: &str,
     signature_hex: &str,
 ) -> Result<(), SignatureError> {
-    let bytes = parse_signature_hex(signature_hex)?;
+    verify_bytes_with_key(public, message, &parse_signature_hex(signature_hex)?)
+}
+
+/// [`verify_with_key`] with the signature's 64 bytes already decoded.
+pub fn verify_bytes_with_key(
+    public: &PublicKey,
+    message: &str,
+    bytes: &[u8; 64],
+) -> Result<(), SignatureError> {
     // `from_bytes` rejects signatures without the sr25519 marker bit (e.g. ed25519 ones).
-    let signature = Signature::from_bytes(&bytes).map_err(|_| SignatureError::Mismatch)?;
+    let signature = Signature::from_bytes(bytes).map_err(|_| SignatureError::Mismatch)?;
     if public
         .verify_simple(SIGNING_CONTEXT, message.as_bytes(), &signature)
         .is_ok()

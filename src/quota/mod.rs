@@ -53,6 +53,16 @@ impl ReplayGuard {
     }
 }
 
+impl ReplayGuard {
+    /// The record of a Tao v2 `nonce` by `hotkey`, kept for `ttl_secs`.
+    pub fn nonce(prefix: &str, hotkey: &str, nonce: &str, ttl_secs: u64) -> Self {
+        Self {
+            key: format!("{prefix}tao-nonce:{hotkey}:{nonce}"),
+            ttl_secs: ttl_secs.max(1),
+        }
+    }
+}
+
 impl QuotaCheck {
     /// The check for `hotkey` at `now`, with keys under `prefix`.
     pub fn new(
@@ -309,11 +319,11 @@ impl Quotas {
         hotkey: &str,
         limit: u64,
         global_limit: u64,
-        replay: Option<(&[u8; 64], u64)>,
+        replay: Option<ReplayGuard>,
         now: DateTime<Utc>,
     ) -> Result<QuotaOutcome, QuotaUnavailable> {
         let mut check = QuotaCheck::new(&self.prefix, hotkey, limit, global_limit, now);
-        check.replay = replay.map(|(sig, ttl)| ReplayGuard::new(&self.prefix, hotkey, sig, ttl));
+        check.replay = replay;
         if let Some(redis) = &self.redis {
             if !self.redis_skipped() {
                 let failures_before = self.redis_failures.load(Ordering::SeqCst);

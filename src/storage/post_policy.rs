@@ -115,11 +115,33 @@ pub fn sign_policy(
     calculate_signature(key, policy_b64.as_bytes())
 }
 
-/// Builds and signs the upload policy for `spec` at `now`.
+/// Builds and signs the upload policy for `spec` at `now`: any key under its prefix.
 pub fn presign_post(
     credentials: &Credentials,
     location: &BucketLocation,
     spec: &PostPolicySpec,
+    now: SystemTime,
+) -> PostPolicyForm {
+    sign_form(credentials, location, spec, None, now)
+}
+
+/// Builds and signs an upload policy for exactly `key` (an `eq` condition), with the size
+/// range and lifetime of `spec` (whose prefix `key` must start with).
+pub fn presign_post_exact(
+    credentials: &Credentials,
+    location: &BucketLocation,
+    spec: &PostPolicySpec,
+    key: &str,
+    now: SystemTime,
+) -> PostPolicyForm {
+    sign_form(credentials, location, spec, Some(key), now)
+}
+
+fn sign_form(
+    credentials: &Credentials,
+    location: &BucketLocation,
+    spec: &PostPolicySpec,
+    exact_key: Option<&str>,
     now: SystemTime,
 ) -> PostPolicyForm {
     let now_utc: DateTime<Utc> = now.into();
@@ -131,7 +153,14 @@ pub fn presign_post(
         crate::timefmt::amz_day(&now_utc),
         location.region
     );
-    let key_template = format!("{}${{filename}}", spec.key_prefix);
+    let key_template = match exact_key {
+        Some(key) => key.to_owned(),
+        None => format!("{}${{filename}}", spec.key_prefix),
+    };
+    let key_condition = |policy: &mut String| match exact_key {
+        Some(key) => push_eq(policy, "key", key),
+        None => push_starts_with(policy, "$key", &spec.key_prefix),
+    };
 
     let mut policy = String::with_capacity(1024);
     policy.push_str("{\"expiration\": ");
@@ -139,7 +168,7 @@ pub fn presign_post(
     policy.push_str(", \"conditions\": [");
     push_eq(&mut policy, "acl", "private");
     policy.push_str(", ");
-    push_starts_with(&mut policy, "$key", &spec.key_prefix);
+    key_condition(&mut policy);
     let _ = write!(
         policy,
         ", [\"content-length-range\", {}, {}], ",
@@ -150,7 +179,7 @@ pub fn presign_post(
     policy.push_str(", ");
     push_eq(&mut policy, "bucket", &location.bucket);
     policy.push_str(", ");
-    push_starts_with(&mut policy, "$key", &spec.key_prefix);
+    key_condition(&mut policy);
     policy.push_str(", ");
     push_eq(&mut policy, "x-amz-algorithm", "AWS4-HMAC-SHA256");
     policy.push_str(", ");

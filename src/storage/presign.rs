@@ -55,16 +55,28 @@ pub fn presign_get(
     now: SystemTime,
     expires_in: Duration,
 ) -> Result<String, PresignError> {
-    presign_method("GET", credentials, region, url, query, now, expires_in)
+    presign_method(
+        "GET",
+        credentials,
+        region,
+        url,
+        query,
+        None,
+        now,
+        expires_in,
+    )
 }
 
-/// Presigns `{method} {url}?{query}` as [`presign_get`] does for GET.
+/// Presigns `{method} {url}?{query}` as [`presign_get`] does for GET; with
+/// `content_type`, the `Content-Type` header is signed too, so the request must send it.
+#[allow(clippy::too_many_arguments)]
 pub fn presign_method(
     method: &str,
     credentials: &Credentials,
     region: &str,
     url: &str,
     query: &[(&str, &str)],
+    content_type: Option<&str>,
     now: SystemTime,
     expires_in: Duration,
 ) -> Result<String, PresignError> {
@@ -104,7 +116,14 @@ pub fn presign_method(
         ("X-Amz-Credential", encode_query(&credential)),
         ("X-Amz-Date", amz_date.clone()),
         ("X-Amz-Expires", expires),
-        ("X-Amz-SignedHeaders", "host".to_owned()),
+        (
+            "X-Amz-SignedHeaders",
+            if content_type.is_some() {
+                "content-type%3Bhost".to_owned()
+            } else {
+                "host".to_owned()
+            },
+        ),
     ];
     let token = credentials.session_token().map(encode_query);
     let mut canonical: Vec<(&str, &str)> = request_params
@@ -128,9 +147,19 @@ pub fn presign_method(
         creq.push('=');
         creq.push_str(v);
     }
-    creq.push_str("\nhost:");
+    creq.push('\n');
+    if let Some(ct) = content_type {
+        creq.push_str("content-type:");
+        creq.push_str(ct.trim());
+        creq.push('\n');
+    }
+    creq.push_str("host:");
     creq.push_str(host);
-    creq.push_str("\n\nhost\nUNSIGNED-PAYLOAD");
+    creq.push_str(if content_type.is_some() {
+        "\n\ncontent-type;host\nUNSIGNED-PAYLOAD"
+    } else {
+        "\n\nhost\nUNSIGNED-PAYLOAD"
+    });
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(creq.as_bytes()))
@@ -243,6 +272,28 @@ pub fn presign_delete(
         &location.region,
         &location.object_url(key),
         &[],
+        None,
+        now,
+        expires_in,
+    )
+}
+
+/// Presigns a PutObject request for `key`, signing `Content-Type: {content_type}`.
+pub fn presign_put(
+    credentials: &Credentials,
+    location: &BucketLocation,
+    key: &str,
+    content_type: &str,
+    now: SystemTime,
+    expires_in: Duration,
+) -> Result<String, PresignError> {
+    presign_method(
+        "PUT",
+        credentials,
+        &location.region,
+        &location.object_url(key),
+        &[],
+        Some(content_type),
         now,
         expires_in,
     )

@@ -6,6 +6,7 @@
 
 pub mod fake_node;
 pub mod raw_http;
+pub mod tao;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
