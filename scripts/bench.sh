@@ -31,7 +31,7 @@ trap cleanup EXIT
 source scripts/bench-server.sh
 
 rows=""
-for endpoint in folder-access validator-access miner-specific-access file-presigned-urls healthz; do
+for endpoint in folder-access folder-access-tao validator-access miner-specific-access file-presigned-urls healthz; do
   for c in $concurrency; do
     # Enough signed bodies for 20k req/s; the run stops early (and says so) if they run out.
     requests=$(( 20000 * ${duration%.*} + 1000 ))
@@ -41,7 +41,7 @@ for endpoint in folder-access validator-access miner-specific-access file-presig
     rows+="$(python3 - "$out" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
-path = {"folder-access": "/get-folder-access", "validator-access": "/get-validator-access",
+path = {"folder-access": "/get-folder-access", "folder-access-tao": "/get-folder-access (Tao v2 headers)", "validator-access": "/get-validator-access",
         "miner-specific-access": "/get-miner-specific-access",
         "file-presigned-urls": "/get-file-presigned-urls (10 keys)", "healthz": "/healthz"}[r["endpoint"]]
 errors = r["errors"]

@@ -649,15 +649,14 @@ impl Config {
                 })
             }
         };
-        let emf = if emf_interval == 0 {
-            None
-        } else {
-            Some(crate::emf::EmfSettings {
-                interval: Duration::from_secs(emf_interval),
-                namespace: emf_name("EMF_NAMESPACE", "S3AuthApi")?,
-                service: emf_name("EMF_SERVICE_NAME", "s3-auth-api")?,
-            })
-        };
+        // Read (and checked) even when off, so a typo shows before it is turned on.
+        let namespace = emf_name("EMF_NAMESPACE", "S3AuthApi")?;
+        let service = emf_name("EMF_SERVICE_NAME", "s3-auth-api")?;
+        let emf = (emf_interval > 0).then(|| crate::emf::EmfSettings {
+            interval: Duration::from_secs(emf_interval),
+            namespace,
+            service,
+        });
         let credentials_secret_id = env.raw("AWS_CREDENTIALS_SECRET_ID");
         let credentials_refresh_interval = secs("CREDENTIALS_REFRESH_INTERVAL", 900)?;
         let secrets_manager_endpoint_url = env.url("SECRETS_MANAGER_ENDPOINT_URL")?;

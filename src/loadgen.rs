@@ -25,6 +25,9 @@ use crate::metagraph::{MetagraphDocument, Neuron};
 pub enum Endpoint {
     /// `POST /get-folder-access` by miners.
     FolderAccess,
+    /// `POST /get-folder-access` by miners, Tao v2 header-signed (the server needs a
+    /// `TAO_CLOCK_SKEW_MS` as long as the run, since bodies are signed up front).
+    FolderAccessTao,
     /// `POST /get-validator-access` by validators.
     ValidatorAccess,
     /// `POST /get-miner-specific-access` by validators.
@@ -39,7 +42,7 @@ impl Endpoint {
     /// The request path.
     pub fn path(self) -> &'static str {
         match self {
-            Endpoint::FolderAccess => "/get-folder-access",
+            Endpoint::FolderAccess | Endpoint::FolderAccessTao => "/get-folder-access",
             Endpoint::ValidatorAccess => "/get-validator-access",
             Endpoint::MinerSpecificAccess => "/get-miner-specific-access",
             Endpoint::FilePresignedUrls => "/get-file-presigned-urls",
@@ -173,12 +176,40 @@ fn request_bytes(keys: &BenchKeys, endpoint: Endpoint, host: &str, i: usize, ts:
             json!({"hotkey": v, "timestamp": ts, "miner_hotkey": m, "file_keys": file_keys,
                    "signature": validator.sign_hex(&message)})
         }
+        Endpoint::FolderAccessTao => return tao_request_bytes(miner, miner_cold, host, i, ts),
         Endpoint::Healthz => json!({}),
     };
     let body = body.to_string();
     format!(
         "POST {} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         endpoint.path(),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A Tao v2-signed `/get-folder-access`: compact JSON body, signed headers.
+fn tao_request_bytes(
+    miner: &SigningKey,
+    miner_cold: &str,
+    host: &str,
+    i: usize,
+    ts: i64,
+) -> Vec<u8> {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let body = json!({"coldkey": miner_cold}).to_string();
+    let ts_ms = ts * 1000;
+    let nonce = format!("{:08x}-0000-4000-8000-{i:012x}", ts as u32);
+    let message = format!(
+        "{}.{nonce}.{ts_ms}",
+        hex::encode(Sha256::digest(body.as_bytes()))
+    );
+    let signature = hex::decode(miner.sign_hex(&message)).unwrap_or_default();
+    let signature = base64::engine::general_purpose::STANDARD.encode(signature);
+    format!(
+        "POST /get-folder-access HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nX-Tao-Version: 2\r\nX-Tao-Timestamp: {ts_ms}\r\nX-Tao-Nonce: {nonce}\r\nX-Tao-Signed-By: {}\r\nX-Tao-Signature: {signature}\r\nContent-Length: {}\r\n\r\n{body}",
+        miner.ss58(),
         body.len()
     )
     .into_bytes()

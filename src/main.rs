@@ -65,6 +65,10 @@ struct DevArgs {
     /// Listen on all interfaces instead of loopback only.
     #[arg(long)]
     public: bool,
+    /// Hand out presigned PUTs instead of POST policies from `/get-file-upload-url` (as
+    /// `S3_UPLOAD_METHOD=put` does).
+    #[arg(long)]
+    put_uploads: bool,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +260,11 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         miner_limit: args.miner_limit,
         validator_limit: args.validator_limit,
         total_limit: args.total_limit,
+        upload_method: if args.put_uploads {
+            s3_auth_api::config::UploadMethod::Put
+        } else {
+            s3_auth_api::config::UploadMethod::Post
+        },
     };
     let server = dev::start(&opts).await.context("cannot start dev mode")?;
     println!("{}", dev::banner(&server));

@@ -190,4 +190,9 @@ async fn commitment_formats_lists_the_strings_to_sign() {
         "s3:validator:miner:{miner_hotkey}:{timestamp}"
     );
     assert!(f["folder_structure"]["example_paths"].is_array());
+    assert_eq!(
+        f["tao_v2"]["message"],
+        "{sha256(body bytes as sent) lowercase hex}.{X-Tao-Nonce}.{X-Tao-Timestamp}"
+    );
+    assert_eq!(f["tao_v2"]["headers"]["X-Tao-Version"], "2");
 }

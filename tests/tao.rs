@@ -335,3 +335,57 @@ async fn a_nonce_is_accepted_once_across_32_concurrent_copies_with_redis() {
         "the nonce is recorded in Redis: {nonces}"
     );
 }
+
+#[tokio::test]
+async fn nonces_stay_single_use_through_a_redis_restart() {
+    let mut app = TestApp::start_with(Options {
+        redis: true,
+        ..Options::default()
+    })
+    .await;
+    let url = format!("{}/get-folder-access", app.base);
+    let body = serde_json::to_vec(&json!({"coldkey": app.keys.miner_cold.ss58})).expect("json");
+    let twice = |h: TaoHeaders| {
+        let (client, url, body) = (app.client.clone(), url.clone(), body.clone());
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                let res = request(&client, &url, &body, &h)
+                    .send()
+                    .await
+                    .expect("answer");
+                out.push(res.status().as_u16());
+            }
+            out
+        }
+    };
+    assert_eq!(twice(sign(&app.keys.miner, &body)).await, vec![200, 401]);
+    // Redis down: the in-process fallback records nonces the same way.
+    let port = app.redis.as_ref().expect("redis").port;
+    drop(app.redis.take());
+    assert_eq!(twice(sign(&app.keys.miner, &body)).await, vec![200, 401]);
+    let restarted = support::RedisServer::start_on(port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while app.app_state.quotas.probe_redis().await != Some(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconnect within 15 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let h = sign(&app.keys.miner, &body);
+    assert_eq!(twice(h.clone()).await, vec![200, 401]);
+    let reply = restarted.command(&format!("EXISTS {}", redis_nonce_key(&app, &h)));
+    assert!(reply.contains(":1"), "recorded in the new Redis: {reply:?}");
+    app.redis = Some(restarted);
+}
+
+fn redis_nonce_key(app: &TestApp, h: &TaoHeaders) -> String {
+    format!(
+        "{}tao-nonce:{}:{}",
+        app.app_state.quotas.prefix(),
+        app.keys.miner.ss58,
+        h.nonce
+    )
+}

@@ -48,6 +48,18 @@ pub async fn commitment_formats() -> Json<Value> {
             "miners": "POST /get-folder-access with {coldkey, hotkey, timestamp, signature}, then POST the file to `url` with `fields` and key = folder + 'job_id={job_id}/{filename}'",
             "validators": "POST /get-validator-access with {hotkey, timestamp, signature}; /get-miner-specific-access, /get-file-presigned-urls and /get-folder-presigned-urls add miner_hotkey, file_keys or miner_hotkeys"
         },
+        "tao_v2": {
+            "description": "Header signatures (Subnet 13 clients): the request body is signed, not a commitment string. Accepted on every access route; required on /get-file-upload-url and /get-miner-list. With them the body needs no hotkey, timestamp or signature.",
+            "headers": {
+                "X-Tao-Version": "2",
+                "X-Tao-Timestamp": "Unix time in milliseconds, within TAO_CLOCK_SKEW_MS (default 8000) of server time, either way",
+                "X-Tao-Nonce": "a UUID, accepted once per hotkey",
+                "X-Tao-Signed-By": "the SS58 hotkey",
+                "X-Tao-Signature": "sr25519 signature (base64, or hex with or without 0x) of the message"
+            },
+            "message": "{sha256(body bytes as sent) lowercase hex}.{X-Tao-Nonce}.{X-Tao-Timestamp}",
+            "example_message": "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a.0f8fad5b-d9cb-469f-a165-70867728950e.1764590400123"
+        },
         "timeout_protection": {
             "signature_verification": "local, no chain round trip",
             "registration_check": "in-memory metagraph, refreshed in the background",

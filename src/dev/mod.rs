@@ -90,6 +90,8 @@ pub struct DevOptions {
     pub validator_limit: u64,
     /// Requests per day in total.
     pub total_limit: u64,
+    /// `/get-file-upload-url` hands out POST policies, or presigned PUTs with `put`.
+    pub upload_method: crate::config::UploadMethod,
 }
 
 /// Dev mode could not start.
@@ -194,6 +196,14 @@ pub async fn start(opts: &DevOptions) -> Result<DevServer, DevError> {
             opts.validator_limit.to_string(),
         ),
         ("TOTAL_DAILY_LIMIT", opts.total_limit.to_string()),
+        (
+            "S3_UPLOAD_METHOD",
+            match opts.upload_method {
+                crate::config::UploadMethod::Post => "post",
+                crate::config::UploadMethod::Put => "put",
+            }
+            .to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
