@@ -73,7 +73,7 @@ async fn every_answer_stays_within_its_documented_bound() {
         "/structure-info",
         "/commitment-formats",
     ] {
-        check(path, size(app.get(path).await).await, 2000);
+        check(path, size(app.get(path).await).await, 4000);
     }
     let metrics = app
         .client

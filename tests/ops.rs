@@ -154,15 +154,7 @@ async fn redis_restart_is_survived() {
     );
     // Bring it back on the same port: the app reconnects by itself.
     let restarted = support::RedisServer::start_on(port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while app.app_state.quotas.probe_redis().await != Some(true) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reconnect within 15 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    support::wait_for_redis(&app).await;
     let res = app.post("/get-folder-access", &app.miner_request()).await;
     assert_eq!(res.status(), 200);
     let day = chrono::Utc::now().format("%Y-%m-%d");

@@ -365,15 +365,7 @@ async fn nonces_stay_single_use_through_a_redis_restart() {
     drop(app.redis.take());
     assert_eq!(twice(sign(&app.keys.miner, &body)).await, vec![200, 401]);
     let restarted = support::RedisServer::start_on(port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while app.app_state.quotas.probe_redis().await != Some(true) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reconnect within 15 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    support::wait_for_redis(&app).await;
     let h = sign(&app.keys.miner, &body);
     assert_eq!(twice(h.clone()).await, vec![200, 401]);
     let reply = restarted.command(&format!("EXISTS {}", redis_nonce_key(&app, &h)));

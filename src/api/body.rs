@@ -191,6 +191,28 @@ impl<'a> Fields<'a> {
         self.list(name, false)
     }
 
+    /// `hotkey`, `timestamp` and `signature` of a signed body; with Tao v2 headers the
+    /// hotkey is theirs and the body needs none of the three (present ones are still
+    /// type-checked).
+    pub fn signer(
+        &mut self,
+        tao: Option<&crate::auth::tao::TaoProof>,
+    ) -> (String, Option<i64>, String) {
+        match tao {
+            Some(proof) => {
+                let _ = self.opt_string("hotkey");
+                let _ = self.opt_int("timestamp");
+                let _ = self.opt_string("signature");
+                (proof.hotkey.clone(), None, String::new())
+            }
+            None => (
+                self.string("hotkey"),
+                self.opt_int("timestamp"),
+                self.string("signature"),
+            ),
+        }
+    }
+
     /// Finishes: the collected issues as a 422, if any.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.issues.is_empty() {

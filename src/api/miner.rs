@@ -97,19 +97,7 @@ pub async fn get_folder_access(
     let coldkey = f.string("coldkey");
     let tao = body.1.as_ref();
     // Header-signed requests name the hotkey in X-Tao-Signed-By and need no body signature.
-    let (hotkey, timestamp, signature) = match tao {
-        Some(proof) => {
-            let _ = f.opt_string("hotkey");
-            let _ = f.opt_int("timestamp");
-            let _ = f.opt_string("signature");
-            (proof.hotkey.clone(), None, String::new())
-        }
-        None => (
-            f.string("hotkey"),
-            f.opt_int("timestamp"),
-            f.string("signature"),
-        ),
-    };
+    let (hotkey, timestamp, signature) = f.signer(tao);
     let expiry = f.opt_int("expiry");
     f.finish()?;
 

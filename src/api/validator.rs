@@ -34,19 +34,7 @@ impl Signed {
     /// needs no `hotkey`, `timestamp` or `signature`), else from the body.
     fn read(f: &mut Fields<'_>, body: &JsonObject) -> Self {
         let tao = body.1.clone();
-        let (hotkey, timestamp, signature) = match &tao {
-            Some(proof) => {
-                let _ = f.opt_string("hotkey");
-                let _ = f.opt_int("timestamp");
-                let _ = f.opt_string("signature");
-                (proof.hotkey.clone(), None, String::new())
-            }
-            None => (
-                f.string("hotkey"),
-                f.opt_int("timestamp"),
-                f.string("signature"),
-            ),
-        };
+        let (hotkey, timestamp, signature) = f.signer(tao.as_ref());
         Self {
             hotkey,
             timestamp,

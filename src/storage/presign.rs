@@ -258,6 +258,28 @@ pub fn presign_object(
     )
 }
 
+/// Presigns `{method}` of the object `key`, signing `content_type` when given.
+fn presign_object_method(
+    method: &str,
+    credentials: &Credentials,
+    location: &BucketLocation,
+    key: &str,
+    content_type: Option<&str>,
+    now: SystemTime,
+    expires_in: Duration,
+) -> Result<String, PresignError> {
+    presign_method(
+        method,
+        credentials,
+        &location.region,
+        &location.object_url(key),
+        &[],
+        content_type,
+        now,
+        expires_in,
+    )
+}
+
 /// Presigns a DeleteObject request for `key`.
 pub fn presign_delete(
     credentials: &Credentials,
@@ -266,16 +288,7 @@ pub fn presign_delete(
     now: SystemTime,
     expires_in: Duration,
 ) -> Result<String, PresignError> {
-    presign_method(
-        "DELETE",
-        credentials,
-        &location.region,
-        &location.object_url(key),
-        &[],
-        None,
-        now,
-        expires_in,
-    )
+    presign_object_method("DELETE", credentials, location, key, None, now, expires_in)
 }
 
 /// Presigns a PutObject request for `key`, signing `Content-Type: {content_type}`.
@@ -287,12 +300,11 @@ pub fn presign_put(
     now: SystemTime,
     expires_in: Duration,
 ) -> Result<String, PresignError> {
-    presign_method(
+    presign_object_method(
         "PUT",
         credentials,
-        &location.region,
-        &location.object_url(key),
-        &[],
+        location,
+        key,
         Some(content_type),
         now,
         expires_in,

@@ -521,6 +521,16 @@ impl Drop for TestApp {
     }
 }
 
+/// Waits (at most 15 s) until `app` has reconnected to a restarted Redis.
+pub async fn wait_for_redis(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.app_state.quotas.probe_redis().await != Some(true) {
+        assert!(Instant::now() < deadline, "no reconnect within 15 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// A TCP server that accepts connections and never answers (a hung S3).
 pub async fn black_hole() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
