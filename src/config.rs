@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::access::miner::{MAX_UPLOAD_BYTES, MIN_UPLOAD_BYTES};
 use crate::quota::OnRedisError;
 
 /// Everything the service needs to start.
@@ -277,8 +278,8 @@ impl Default for TaoSettings {
             clock_skew_ms: 8000,
             upload_method: UploadMethod::Post,
             upload_url_lifetime: Duration::from_secs(3600),
-            min_upload_bytes: 1024,
-            max_upload_bytes: 5 * 1024 * 1024 * 1024,
+            min_upload_bytes: MIN_UPLOAD_BYTES,
+            max_upload_bytes: MAX_UPLOAD_BYTES,
             file_url_max_expiry_hours: 3,
         }
     }

@@ -318,11 +318,7 @@ fn coldkey(args: &ClientArgs) -> anyhow::Result<String> {
 
 /// Runs the canary with the service's configuration; `Ok(false)` when a step failed.
 async fn selftest(config: Config) -> anyhow::Result<bool> {
-    let location = s3_auth_api::storage::BucketLocation {
-        bucket: config.s3_bucket.clone(),
-        region: config.s3_region.clone(),
-        public_endpoint: config.s3_public_endpoint_url.clone(),
-    };
+    let location = s3_auth_api::storage::BucketLocation::of(&config);
     println!(
         "selftest: bucket {} in {} under {}",
         location.bucket,

@@ -160,6 +160,19 @@ async fn start_metagraph(
     Ok(start_sync(source, handle, settings).await?)
 }
 
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, when given.
+fn environment_credentials(config: &Config) -> Option<Credentials> {
+    config.aws_credentials.as_ref().map(|c| {
+        Credentials::new(
+            c.access_key_id.clone(),
+            c.secret_access_key.clone(),
+            c.session_token.clone(),
+            None,
+            "environment",
+        )
+    })
+}
+
 /// The configured snapshot location, with an S3 client for an `s3://` one. That client
 /// is the service's own identity (the environment keys if given, else the default chain:
 /// the ECS task role), not the signing credentials, which may come from a secret.
@@ -170,14 +183,8 @@ async fn snapshot_store(config: &Config) -> Option<SnapshotStore> {
         SnapshotLocation::S3 { bucket, key } => {
             let mut loader = aws_config::defaults(BehaviorVersion::latest())
                 .region(Region::new(config.s3_region.clone()));
-            if let Some(c) = &config.aws_credentials {
-                loader = loader.credentials_provider(Credentials::new(
-                    c.access_key_id.clone(),
-                    c.secret_access_key.clone(),
-                    c.session_token.clone(),
-                    None,
-                    "environment",
-                ));
+            if let Some(creds) = environment_credentials(config) {
+                loader = loader.credentials_provider(creds);
             }
             let sdk = loader.load().await;
             let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
@@ -205,15 +212,7 @@ async fn credential_source(
 > {
     use aws_sdk_s3::config::{BehaviorVersion, Region};
     let region = Region::new(config.s3_region.clone());
-    let fixed = config.aws_credentials.as_ref().map(|c| {
-        Credentials::new(
-            c.access_key_id.clone(),
-            c.secret_access_key.clone(),
-            c.session_token.clone(),
-            None,
-            "environment",
-        )
-    });
+    let fixed = environment_credentials(config);
     let mut secret = None;
     let source = match (&config.credentials_secret_id, fixed) {
         (Some(id), fixed) => {
@@ -318,11 +317,7 @@ impl AppState {
             S3_HEALTH_TIMEOUT,
             HEALTH_PROBE_EVERY / 2,
         );
-        let location = BucketLocation {
-            bucket: config.s3_bucket.clone(),
-            region: config.s3_region.clone(),
-            public_endpoint: config.s3_public_endpoint_url.clone(),
-        };
+        let location = BucketLocation::of(&config);
         let max_in_flight = config.max_concurrent_requests;
         let (auth_failure_burst, auth_failures_per_minute) =
             (config.auth_failure_burst, config.auth_failures_per_minute);

@@ -6,13 +6,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{TestApp, upload, validator_body};
-
-fn between<'a>(xml: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = xml.find(open)? + open.len();
-    let end = xml[start..].find(close)? + start;
-    Some(&xml[start..end])
-}
+use support::{TestApp, upload, validator_body, xml_value};
 
 #[tokio::test]
 async fn a_dot_dot_key_is_kept_literally_in_the_miners_own_folder() {
@@ -127,10 +121,9 @@ async fn a_listing_page_holds_at_most_1000_keys() {
             .await
             .expect("xml");
         let keys = xml.matches("<Key>").count();
-        let truncated = between(&xml, "<IsTruncated>", "</IsTruncated>") == Some("true");
+        let truncated = xml_value(&xml, "IsTruncated") == Some("true");
         pages.push(keys);
-        token =
-            between(&xml, "<NextContinuationToken>", "</NextContinuationToken>").map(str::to_owned);
+        token = xml_value(&xml, "NextContinuationToken").map(str::to_owned);
         if !truncated {
             break;
         }

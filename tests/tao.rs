@@ -128,10 +128,7 @@ async fn a_validator_pages_a_1005_object_folder_and_reads_files_with_ranges() {
             .await
             .expect("xml");
         pages.push(xml.matches("<Key>").count());
-        token = xml
-            .split_once("<NextContinuationToken>")
-            .and_then(|(_, rest)| rest.split_once("</NextContinuationToken>"))
-            .map(|(t, _)| t.to_owned());
+        token = support::xml_value(&xml, "NextContinuationToken").map(str::to_owned);
         if token.is_none() {
             break;
         }

@@ -20,9 +20,10 @@ pub fn miner_folder(hotkey: &str) -> String {
 pub const MINER_POLICY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Lifetime of the miner's list URL.
 pub const MINER_LIST_LIFETIME: Duration = Duration::from_secs(3 * 3600);
-/// Smallest upload a miner may make, in bytes.
+/// Smallest upload a policy admits by default (`MIN_UPLOAD_BYTES`), in bytes.
 pub const MIN_UPLOAD_BYTES: u64 = 1024;
-/// Largest upload a miner may make, in bytes (5 GiB, S3's single-PUT limit).
+/// Largest upload a policy admits by default (`MAX_UPLOAD_BYTES`), and the most it may be:
+/// 5 GiB, S3's single-PUT limit.
 pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The upload policy a miner gets, for keys under `key_prefix` (the selftest signs the
@@ -81,32 +82,27 @@ impl AppState {
         req: &MinerRequest<'_>,
         now: DateTime<Utc>,
     ) -> Result<MinerGrant, AccessError> {
-        let time = match req.tao {
-            Some(_) => self.check_time(now, Some(now.timestamp()), req.expiry)?,
-            None => self.check_time(now, req.timestamp, req.expiry)?,
-        };
+        let time = self.request_time(now, req.tao, req.timestamp, req.expiry)?;
         decode_ss58(req.hotkey).map_err(AccessError::BadHotkey)?;
         let loaded = self.metagraph()?;
         let neuron = loaded
             .metagraph
             .get(req.hotkey)
             .ok_or(AccessError::NotRegistered)?;
-        match req.tao {
-            Some(tao) => self.verify_tao(&loaded.metagraph, tao, now)?,
-            None => {
-                let commitment = Commitment::MinerAccess {
+        self.verify_proof(
+            &loaded.metagraph,
+            req.hotkey,
+            req.tao,
+            || {
+                Commitment::MinerAccess {
                     coldkey: req.coldkey,
                     hotkey: req.hotkey,
                     timestamp: time.timestamp,
-                };
-                self.verify(
-                    &loaded.metagraph,
-                    req.hotkey,
-                    &commitment.message(),
-                    req.signature,
-                )?;
-            }
-        }
+                }
+                .message()
+            },
+            req.signature,
+        )?;
         if self.config.require_coldkey_match && neuron.coldkey != req.coldkey {
             return Err(AccessError::ColdkeyMismatch);
         }
@@ -116,13 +112,7 @@ impl AppState {
             .charge(
                 req.hotkey,
                 self.config.daily_limit_per_miner,
-                match req.tao {
-                    Some(tao) => Proof::Tao(tao),
-                    None => Proof::Body {
-                        signature: req.signature,
-                        timestamp: time.timestamp,
-                    },
-                },
+                Proof::of(req.tao, req.signature, time.timestamp),
                 now,
             )
             .await?;

@@ -154,6 +154,19 @@ pub enum Proof<'a> {
     Tao(&'a TaoProof),
 }
 
+impl<'a> Proof<'a> {
+    /// The Tao v2 headers when given, else the body's `signature` over `timestamp`.
+    pub fn of(tao: Option<&'a TaoProof>, signature: &'a str, timestamp: i64) -> Self {
+        match tao {
+            Some(tao) => Proof::Tao(tao),
+            None => Proof::Body {
+                signature,
+                timestamp,
+            },
+        }
+    }
+}
+
 /// Quota state of an accepted request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaUsage {
@@ -286,30 +299,55 @@ impl AppState {
         err
     }
 
-    /// Verifies `signature` by the registered `hotkey` over the commitment `message`,
-    /// with the public key the metagraph decoded.
-    /// Checks a Tao v2 proof: its timestamp within `TAO_CLOCK_SKEW_MS` of now (either
-    /// way), then its signature over `{sha256(body)}.{nonce}.{timestamp}` by its hotkey's
-    /// key in `metagraph` (raw or `<Bytes>`-wrapped).
-    pub fn verify_tao(
+    /// A request's timestamp window. Body-signed: its own `timestamp` (300 s back, 60 s
+    /// ahead). Tao v2: the headers' timestamp within `TAO_CLOCK_SKEW_MS` either way, the
+    /// expiry then counting from now.
+    pub fn request_time(
         &self,
-        metagraph: &Metagraph,
-        tao: &TaoProof,
         now: DateTime<Utc>,
-    ) -> Result<(), AccessError> {
-        if !within_skew(
-            tao.timestamp_ms,
-            now.timestamp_millis(),
-            self.config.tao.clock_skew_ms,
-        ) {
-            return Err(AccessError::TaoSkew);
+        tao: Option<&TaoProof>,
+        timestamp: Option<i64>,
+        expiry: Option<i64>,
+    ) -> Result<RequestTime, AccessError> {
+        match tao {
+            Some(tao) => {
+                if !within_skew(
+                    tao.timestamp_ms,
+                    now.timestamp_millis(),
+                    self.config.tao.clock_skew_ms,
+                ) {
+                    return Err(AccessError::TaoSkew);
+                }
+                self.check_time(now, Some(now.timestamp()), expiry)
+            }
+            None => self.check_time(now, timestamp, expiry),
         }
-        let key = metagraph
-            .public_key(&tao.hotkey)
-            .ok_or(AccessError::BadSignature(SignatureError::BadPublicKey))?;
-        Ok(verify_bytes_with_key(key, &tao.message(), &tao.signature)?)
     }
 
+    /// Verifies a request's proof by `hotkey`'s key in `metagraph`: the Tao v2 headers'
+    /// signature over `{sha256(body)}.{nonce}.{timestamp}`, else the hex `signature` over
+    /// the commitment `message` (either raw or `<Bytes>`-wrapped).
+    pub fn verify_proof(
+        &self,
+        metagraph: &Metagraph,
+        hotkey: &str,
+        tao: Option<&TaoProof>,
+        message: impl FnOnce() -> String,
+        signature: &str,
+    ) -> Result<(), AccessError> {
+        match tao {
+            Some(tao) => {
+                let key = metagraph
+                    .public_key(hotkey)
+                    .ok_or(AccessError::BadSignature(SignatureError::BadPublicKey))?;
+                Ok(verify_bytes_with_key(key, &tao.message(), &tao.signature)?)
+            }
+            None => self.verify(metagraph, hotkey, &message(), signature),
+        }
+    }
+
+    /// Verifies `signature` by the registered `hotkey` over the commitment `message`,
+    /// with the public key the metagraph decoded.
     pub fn verify(
         &self,
         metagraph: &Metagraph,

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 
 use super::miner::upload_spec;
-use super::validator::{DATA_PREFIX, MAX_KEY_BYTES, ValidatorRequest, parse_miner_hotkey};
+use super::validator::{MAX_KEY_BYTES, ValidatorRequest, parse_miner_hotkey};
 use super::{AccessError, Proof, QuotaUsage, miner_folder};
 use crate::auth::tao::TaoProof;
 use crate::config::UploadMethod;
@@ -76,9 +76,10 @@ impl AppState {
         now: DateTime<Utc>,
     ) -> Result<FileUploadGrant, AccessError> {
         let tao = tao.ok_or(AccessError::TaoRequired)?;
+        self.request_time(now, Some(tao), None, None)?;
         let loaded = self.metagraph()?;
-        // Skew, then the key of a registered hotkey (an unregistered one has none).
-        self.verify_tao(&loaded.metagraph, tao, now)?;
+        // An unregistered hotkey has no key, so its signature cannot verify.
+        self.verify_proof(&loaded.metagraph, &tao.hotkey, Some(tao), String::new, "")?;
         let credentials = self.signing_credentials().await?;
         let exists = tokio::time::timeout(
             self.config.s3_operation_timeout,
@@ -157,7 +158,6 @@ impl AppState {
             .authorize_validator(req, |_| String::new(), now)
             .await?;
         let prefix = miner_folder(miner);
-        debug_assert!(prefix.starts_with(DATA_PREFIX));
         let list_url = presign_list(
             &credentials,
             &self.location,

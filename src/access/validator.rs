@@ -9,7 +9,7 @@ use aws_credential_types::Credentials;
 use chrono::{DateTime, Utc};
 
 use super::{AccessError, Proof, QuotaUsage, miner_folder};
-use crate::auth::tao::{TaoProof, within_skew};
+use crate::auth::tao::TaoProof;
 use crate::auth::timestamp::RequestTime;
 use crate::auth::{Commitment, decode_ss58};
 use crate::state::AppState;
@@ -44,8 +44,8 @@ pub struct ValidatorRequest<'a> {
     pub expiry: Option<i64>,
     /// For list URLs: the page after this ListObjectsV2 continuation token.
     pub continuation_token: Option<&'a str>,
-    /// Tao v2 headers: when present they are the proof (hotkey, timestamp and signature
-    /// above are then not used).
+    /// Tao v2 headers: when present they are the proof, `hotkey` is theirs, and
+    /// `timestamp` and `signature` are not used.
     pub tao: Option<&'a TaoProof>,
 }
 
@@ -152,36 +152,8 @@ impl AppState {
         message: impl FnOnce(i64) -> String,
         now: DateTime<Utc>,
     ) -> Result<(RequestTime, Arc<Credentials>, QuotaUsage), AccessError> {
-        if let Some(tao) = req.tao {
-            // Header-signed: the skew bounds the timestamp; the expiry counts from now.
-            let time = self.check_time(now, Some(now.timestamp()), req.expiry)?;
-            let loaded = self.metagraph()?;
-            if !within_skew(
-                tao.timestamp_ms,
-                now.timestamp_millis(),
-                self.config.tao.clock_skew_ms,
-            ) {
-                return Err(AccessError::TaoSkew);
-            }
-            if !loaded
-                .metagraph
-                .is_validator(&tao.hotkey, self.config.validator_min_alpha_stake)
-            {
-                return Err(AccessError::NotValidator);
-            }
-            self.verify_tao(&loaded.metagraph, tao, now)?;
-            let credentials = self.signing_credentials().await?;
-            let usage = self
-                .charge(
-                    &tao.hotkey,
-                    self.config.daily_limit_per_validator,
-                    Proof::Tao(tao),
-                    now,
-                )
-                .await?;
-            return Ok((time, credentials, usage));
-        }
-        let time = self.check_time(now, req.timestamp, req.expiry)?;
+        // With Tao v2 headers, `hotkey` is theirs (the handlers read it so).
+        let time = self.request_time(now, req.tao, req.timestamp, req.expiry)?;
         let loaded = self.metagraph()?;
         if !loaded
             .metagraph
@@ -189,10 +161,11 @@ impl AppState {
         {
             return Err(AccessError::NotValidator);
         }
-        self.verify(
+        self.verify_proof(
             &loaded.metagraph,
             req.hotkey,
-            &message(time.timestamp),
+            req.tao,
+            || message(time.timestamp),
             req.signature,
         )?;
         let credentials = self.signing_credentials().await?;
@@ -200,10 +173,7 @@ impl AppState {
             .charge(
                 req.hotkey,
                 self.config.daily_limit_per_validator,
-                Proof::Body {
-                    signature: req.signature,
-                    timestamp: time.timestamp,
-                },
+                Proof::of(req.tao, req.signature, time.timestamp),
                 now,
             )
             .await?;

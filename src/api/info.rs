@@ -98,8 +98,8 @@ pub async fn structure_info(State(state): State<Arc<AppState>>) -> Json<Value> {
             "POST /get-file-presigned-urls: GET URLs for up to 1000 files of one miner (1-24 h)"
         ],
         "limits": {
-            "min_file_bytes": crate::access::miner::MIN_UPLOAD_BYTES,
-            "max_file_bytes": crate::access::miner::MAX_UPLOAD_BYTES,
+            "min_file_bytes": state.config.tao.min_upload_bytes,
+            "max_file_bytes": state.config.tao.max_upload_bytes,
             "policy_lifetime_seconds": crate::access::miner::MINER_POLICY_LIFETIME.as_secs()
         },
         "timeouts": {

@@ -39,14 +39,6 @@ impl SnapshotLocation {
             }
         })
     }
-
-    /// How logs and `/healthcheck` name it.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::File(path) => path.display().to_string(),
-            Self::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
-        }
-    }
 }
 
 /// A snapshot location with what it takes to reach it.

@@ -29,6 +29,15 @@ pub struct BucketLocation {
 
 impl BucketLocation {
     /// The URL a POST upload goes to: `https://{bucket}.s3.{region}.amazonaws.com` on
+    /// The bucket `config` names (`S3_BUCKET`, `S3_REGION`, `S3_PUBLIC_ENDPOINT_URL`).
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            bucket: config.s3_bucket.clone(),
+            region: config.s3_region.clone(),
+            public_endpoint: config.s3_public_endpoint_url.clone(),
+        }
+    }
+
     /// AWS, `{endpoint}/{bucket}` for a custom endpoint.
     pub fn upload_url(&self) -> String {
         match &self.public_endpoint {

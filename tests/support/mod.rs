@@ -521,6 +521,14 @@ impl Drop for TestApp {
     }
 }
 
+/// The text of the first `<tag>…</tag>` in an S3 XML answer.
+pub fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(&xml[start..end])
+}
+
 /// Waits (at most 15 s) until `app` has reconnected to a restarted Redis.
 pub async fn wait_for_redis(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(15);
