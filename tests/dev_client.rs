@@ -1,20 +1,16 @@
 //! `s3-auth-api dev` and `s3-auth-api client`, run as a person would: the dev server as a
 //! child process, the client commands as separate processes.
 
-use std::net::TcpListener;
+mod support;
+
+use support::free_port;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_s3-auth-api");
 const CHARLIE: &str = "5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 struct Dev(Child);
 
@@ -72,14 +68,8 @@ fn dev_then_upload_list_and_download() {
         .expect("dev starts");
     let _dev = Dev(child);
     let api = format!("http://127.0.0.1:{port}");
-    let health = format!("127.0.0.1:{port}");
-    while std::net::TcpStream::connect(&health).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "dev did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::wait_ready(port, Duration::from_secs(20));
+    eprintln!("dev ready after {:?}", started.elapsed());
 
     // Three files under two job ids.
     let files = tempfile::tempdir().expect("tempdir");

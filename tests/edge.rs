@@ -98,6 +98,15 @@ impl Serve {
         }
     }
 
+    /// Waits until `/readyz` answers 200 (see `support::wait_ready`).
+    async fn ready(&self) {
+        self.up().await;
+        let port = self.port;
+        tokio::task::spawn_blocking(move || support::wait_ready(port, Duration::from_secs(20)))
+            .await
+            .expect("serve became ready");
+    }
+
     fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -159,12 +168,10 @@ async fn half_sent_headers_are_closed_and_idle_keep_alive_is_not() {
 async fn a_keep_alive_connection_idle_longer_than_the_header_timeout_still_serves() {
     let s3 = S3Server::start().await;
     let serve = Serve::spawn(&s3.endpoint, &[("HEADER_READ_TIMEOUT", "3".into())], &[]);
-    serve.up().await;
+    serve.ready().await;
     let mut conn = TcpStream::connect(serve.addr()).await.expect("connect");
-    assert_eq!(
-        status(&exchange(&mut conn, &serve.miner_request()).await),
-        200
-    );
+    let first = exchange(&mut conn, &serve.miner_request()).await;
+    assert_eq!(status(&first), 200, "first request: {first:?}");
     tokio::time::sleep(Duration::from_secs(20)).await;
     let again = exchange(&mut conn, &serve.miner_request()).await;
     assert_eq!(status(&again), 200, "after 20 s idle: {again:?}");
@@ -206,7 +213,7 @@ async fn slow_bodies_do_not_starve_signed_requests() {
     support::raise_nofile_limit(4 * SLOW as u64 + 500);
     let s3 = S3Server::start().await;
     let serve = Serve::spawn(&s3.endpoint, &[("BODY_READ_TIMEOUT", "4".into())], &[]);
-    serve.up().await;
+    serve.ready().await;
     let head = "POST /get-validator-access HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
                 Content-Length: 100\r\n\r\n{";
     let mut slow = Vec::with_capacity(SLOW);

@@ -4,7 +4,7 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::{RedisServer, free_port};
@@ -30,13 +30,9 @@ fn load_generator_drives_the_service_without_errors() {
             .env("DAILY_LIMIT_PER_MINER", "1000000")
             .spawn()
             .expect("server starts");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "server not up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Let the Redis connection come up so the run measures the Redis path.
-    std::thread::sleep(Duration::from_millis(500));
+    // Ready means the metagraph is loaded and Redis answers, so the run measures the
+    // Redis path from its first request.
+    support::wait_ready(port, Duration::from_secs(20));
 
     let out = Command::new(loadgen)
         .args(["--keys", "16", "--validators", "2", "run", "--addr"])

@@ -760,3 +760,31 @@ pub fn serve_command(
         .stderr(Stdio::null());
     command
 }
+
+/// Blocks until the service on 127.0.0.1:`port` answers `/readyz` with 200, failing after
+/// `within`. A listening socket is not enough: the metagraph and the Redis connection come
+/// up after the listener, and a signed request before then is answered 503.
+pub fn wait_ready(port: u16, within: Duration) {
+    let started = Instant::now();
+    let mut last = String::from("no connection");
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut answer = Vec::new();
+            if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .is_ok()
+                && s.read_to_end(&mut answer).is_ok()
+            {
+                last = String::from_utf8_lossy(&answer).into_owned();
+                if last.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < within,
+            "not ready on port {port} after {within:?}; last answer: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
