@@ -89,22 +89,28 @@ struct Totals {
 }
 
 fn read(state: &AppState, last: &mut Totals) -> Signals {
-    let fallbacks = state.quotas.fallback_activations();
+    let fallbacks = state.access.quotas.fallback_activations();
     let server_errors = state.metrics.server_errors();
-    let signals =
-        Signals {
-            metagraph_age_secs: state.metagraph.current().map(|l| l.age().as_secs_f64()),
-            sync_failures: state.metagraph.status().consecutive_failures,
-            quota_fallback_activations: fallbacks.saturating_sub(last.fallbacks),
-            http_5xx: server_errors.saturating_sub(last.server_errors),
-            credential_secs_to_expiry: state.credentials.cached().and_then(|c| c.expiry()).map(
-                |exp| {
-                    exp.duration_since(SystemTime::now())
-                        .map(|d| d.as_secs_f64())
-                        .unwrap_or(0.0)
-                },
-            ),
-        };
+    let signals = Signals {
+        metagraph_age_secs: state
+            .access
+            .metagraph
+            .current()
+            .map(|l| l.age().as_secs_f64()),
+        sync_failures: state.access.metagraph.status().consecutive_failures,
+        quota_fallback_activations: fallbacks.saturating_sub(last.fallbacks),
+        http_5xx: server_errors.saturating_sub(last.server_errors),
+        credential_secs_to_expiry: state
+            .access
+            .credentials
+            .cached()
+            .and_then(|c| c.expiry())
+            .map(|exp| {
+                exp.duration_since(SystemTime::now())
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0)
+            }),
+    };
     *last = Totals {
         fallbacks,
         server_errors,

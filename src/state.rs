@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use aws_credential_types::Credentials;
 use tokio::task::JoinHandle;
 
+use crate::access::throttle::AuthThrottle;
+use crate::access::{Access, AccessError, AccessPolicy};
 use crate::auth::TimestampWindow;
 use crate::config::Config;
 use crate::metagraph::snapshot::{SnapshotLocation, SnapshotStore};
@@ -51,20 +53,10 @@ impl Stats {
 pub struct AppState {
     /// The configuration the service started with.
     pub config: Config,
-    /// The current metagraph.
-    pub metagraph: Arc<MetagraphHandle>,
-    /// Daily quotas.
-    pub quotas: Quotas,
-    /// Signing credentials.
-    pub credentials: CredentialSource,
-    /// Where the bucket is.
-    pub location: BucketLocation,
-    /// S3 client for server-side calls (listing, HeadBucket), on `S3_ENDPOINT_URL`.
-    pub s3: aws_sdk_s3::Client,
+    /// The access decisions, with the metagraph, quotas, signer and throttle they use.
+    pub access: Access,
     /// Cached bucket health.
     pub s3_health: S3Health,
-    /// The timestamp window.
-    pub window: TimestampWindow,
     /// Request counters.
     pub stats: Stats,
     /// Prometheus counters and histograms.
@@ -73,8 +65,6 @@ pub struct AppState {
     pub started: Instant,
     /// Permits for requests in flight (`MAX_CONCURRENT_REQUESTS`); none left means 503.
     pub in_flight: Arc<tokio::sync::Semaphore>,
-    /// Failed authentications by client address.
-    pub auth_throttle: crate::access::throttle::AuthThrottle,
     /// Set once shutdown has started (readiness then answers 503).
     pub draining: crate::server::Draining,
 }
@@ -259,12 +249,10 @@ async fn credential_source(
 }
 
 impl AppState {
-    /// Whether `loaded` has gone unconfirmed by its source for longer than
-    /// `METAGRAPH_REFUSE_AFTER`, so that nothing may be granted on it.
-    pub fn metagraph_too_old(&self, loaded: &crate::metagraph::LoadedMetagraph) -> bool {
-        self.config
-            .metagraph_refuse_after
-            .is_some_and(|limit| loaded.age() > limit)
+    /// Counts a refused request in the metrics and hands the error back.
+    pub fn observe(&self, err: AccessError) -> AccessError {
+        self.metrics.observe_access_error(&err);
+        err
     }
 }
 
@@ -321,23 +309,24 @@ impl AppState {
         let max_in_flight = config.max_concurrent_requests;
         let (auth_failure_burst, auth_failures_per_minute) =
             (config.auth_failure_burst, config.auth_failures_per_minute);
-        let state = Arc::new(Self {
-            config,
-            metagraph: Arc::clone(&metagraph),
+        let access = Access {
+            policy: AccessPolicy::from(&config),
+            metagraph,
             quotas,
             credentials,
             location,
             s3,
-            s3_health,
             window: TimestampWindow::default(),
+            throttle: AuthThrottle::new(auth_failure_burst, auth_failures_per_minute),
+        };
+        let state = Arc::new(Self {
+            config,
+            access,
+            s3_health,
             stats: Stats::default(),
             metrics: crate::metrics::Metrics::default(),
             started: Instant::now(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
-            auth_throttle: crate::access::throttle::AuthThrottle::new(
-                auth_failure_burst,
-                auth_failures_per_minute,
-            ),
             draining: crate::server::Draining::default(),
         });
 
@@ -354,10 +343,10 @@ impl AppState {
                 match &secret {
                     Some(reader) => {
                         let initial = reader.fetch(SECRET_FIRST_READ_TIMEOUT).await?;
-                        state.credentials.replace(initial);
+                        state.access.credentials.replace(initial);
                         Ok(())
                     }
-                    None => match state.credentials.get().await {
+                    None => match state.access.credentials.get().await {
                         Ok(_) => Ok(()),
                         Err(err) => {
                             tracing::error!(error = %err, "no signing credentials at start; grants get 503 until they load");
@@ -369,14 +358,15 @@ impl AppState {
             // The first fatal error ends start-up at once (a missing secret need not wait
             // for a slow first sync).
             let metagraph = async {
-                let syncer = start_metagraph(&state.config, Arc::clone(&state.metagraph)).await?;
+                let syncer =
+                    start_metagraph(&state.config, Arc::clone(&state.access.metagraph)).await?;
                 startup_tasks.push(syncer);
                 Ok::<(), StartupError>(())
             };
             tokio::try_join!(metagraph, first_read)?;
             if let Some(reader) = secret {
                 startup_tasks.push(reader.spawn_refresh(
-                    state.credentials.clone(),
+                    state.access.credentials.clone(),
                     state.config.credentials_refresh_interval,
                 ));
             }
@@ -401,8 +391,8 @@ fn spawn_probes(state: Arc<AppState>) -> JoinHandle<()> {
         };
         let redis = async {
             loop {
-                let probed = state.quotas.probe_redis().await;
-                let wait = if probed.is_none() && state.quotas.uses_redis() {
+                let probed = state.access.quotas.probe_redis().await;
+                let wait = if probed.is_none() && state.access.quotas.uses_redis() {
                     Duration::from_millis(100)
                 } else {
                     HEALTH_PROBE_EVERY

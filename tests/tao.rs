@@ -373,7 +373,7 @@ async fn nonces_stay_single_use_through_a_redis_restart() {
 fn redis_nonce_key(app: &TestApp, h: &TaoHeaders) -> String {
     format!(
         "{}tao-nonce:{}:{}",
-        app.app_state.quotas.prefix(),
+        app.app_state.access.quotas.prefix(),
         app.keys.miner.ss58,
         h.nonce
     )

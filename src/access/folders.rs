@@ -16,9 +16,8 @@ use super::validator::{
     DATA_PREFIX, FolderGrant, JobFolder, MAX_KEY_BYTES, MINER_LIST_LIFETIME, MinerFolders,
     ValidatorRequest,
 };
-use super::{AccessError, miner_folder};
+use super::{Access, AccessError, miner_folder};
 use crate::auth::{Commitment, decode_ss58};
-use crate::state::AppState;
 use crate::storage::fit_lifetime;
 use crate::storage::listing::{FolderPage, ListError, list_folders_page};
 use crate::storage::presign::{ListQuery, presign_list};
@@ -215,7 +214,7 @@ pub async fn page_job_folders(
     }
 }
 
-impl AppState {
+impl Access {
     /// `/get-folder-presigned-urls`: one page of miners' `job_id=` folders, read from S3,
     /// with a list URL per folder. `miner_hotkeys` narrows it to those miners; the request's
     /// `continuation_token` resumes after the previous page.
@@ -250,10 +249,10 @@ impl AppState {
             )
             .await?;
         let listing = tokio::time::timeout(
-            self.config.s3_operation_timeout,
+            self.policy.s3_operation_timeout,
             page_job_folders(
                 &self.s3,
-                &self.config.s3_bucket,
+                &self.location.bucket,
                 miner_hotkeys,
                 cursor.as_ref(),
                 MAX_JOB_FOLDERS_PER_PAGE,

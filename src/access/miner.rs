@@ -4,9 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use super::{AccessError, Proof, QuotaUsage};
+use super::{Access, AccessError, Proof, QuotaUsage};
 use crate::auth::{Commitment, decode_ss58};
-use crate::state::AppState;
 use crate::storage::post_policy::presign_post;
 use crate::storage::presign::{ListQuery, presign_list};
 use crate::storage::{PostPolicyForm, PostPolicySpec, fit_lifetime};
@@ -74,7 +73,7 @@ pub struct MinerRequest<'a> {
     pub tao: Option<&'a crate::auth::tao::TaoProof>,
 }
 
-impl AppState {
+impl Access {
     /// The miner flow: timestamp, hotkey, registration, signature, coldkey, quota; then
     /// the POST policy and list URL.
     pub async fn grant_miner(
@@ -103,7 +102,7 @@ impl AppState {
             },
             req.signature,
         )?;
-        if self.config.require_coldkey_match && neuron.coldkey != req.coldkey {
+        if self.policy.require_coldkey_match && neuron.coldkey != req.coldkey {
             return Err(AccessError::ColdkeyMismatch);
         }
         // Credentials before the quota: a request that cannot be signed costs nothing.
@@ -111,7 +110,7 @@ impl AppState {
         let usage = self
             .charge(
                 req.hotkey,
-                self.config.daily_limit_per_miner,
+                self.policy.daily_limit_per_miner,
                 Proof::of(req.tao, req.signature, time.timestamp),
                 now,
             )
@@ -121,7 +120,7 @@ impl AppState {
         let form = presign_post(
             &credentials,
             &self.location,
-            &upload_spec(&folder, &credentials, signed_at, &self.config.tao),
+            &upload_spec(&folder, &credentials, signed_at, &self.policy.tao),
             signed_at,
         );
         let list_url = presign_list(

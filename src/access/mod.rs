@@ -3,11 +3,13 @@
 
 pub mod folders;
 pub mod miner;
+pub mod service;
 pub mod throttle;
 pub mod uploads;
 pub mod validator;
 
 pub use miner::{MinerGrant, MinerRequest, miner_folder};
+pub use service::{Access, AccessPolicy};
 pub use validator::{
     FileGrant, FolderGrant, JobFolder, MinerFolders, MinerListGrant, ValidatorGrant,
     ValidatorRequest,
@@ -29,7 +31,6 @@ use crate::auth::{
 };
 use crate::metagraph::{LoadedMetagraph, Metagraph};
 use crate::quota::{QuotaDecision, ReplayGuard, secs_until_utc_midnight};
-use crate::state::AppState;
 use crate::storage::{CredentialError, ListError, PresignError};
 
 /// Why access was refused.
@@ -180,7 +181,7 @@ pub struct QuotaUsage {
     pub reset_at: i64,
 }
 
-impl AppState {
+impl Access {
     /// Checks the timestamp window.
     pub fn check_time(
         &self,
@@ -213,13 +214,13 @@ impl AppState {
         proof: Proof<'_>,
         now: DateTime<Utc>,
     ) -> Result<QuotaUsage, AccessError> {
-        let global_limit = self.config.total_daily_limit;
+        let global_limit = self.policy.total_daily_limit;
         let prefix = self.quotas.prefix();
         let replay = match proof {
             Proof::Body {
                 signature,
                 timestamp,
-            } if self.config.replay_protection => Some(ReplayGuard::new(
+            } if self.policy.replay_protection => Some(ReplayGuard::new(
                 prefix,
                 hotkey,
                 &parse_signature_hex(signature)?,
@@ -230,7 +231,7 @@ impl AppState {
                 prefix,
                 hotkey,
                 &tao.nonce,
-                nonce_ttl_secs(self.config.tao.clock_skew_ms),
+                nonce_ttl_secs(self.policy.tao.clock_skew_ms),
             )),
         };
         let outcome = self
@@ -280,7 +281,7 @@ impl AppState {
         attempt: impl Future<Output = Result<T, AccessError>>,
     ) -> Result<T, AccessError> {
         if let Some(ip) = client
-            && let Err(retry_after) = self.auth_throttle.check(ip, Instant::now())
+            && let Err(retry_after) = self.throttle.check(ip, Instant::now())
         {
             return Err(AccessError::Throttled { retry_after });
         }
@@ -288,15 +289,9 @@ impl AppState {
         if let (Some(ip), Err(err)) = (client, &result)
             && err.is_auth_failure()
         {
-            self.auth_throttle.record_failure(ip, Instant::now());
+            self.throttle.record_failure(ip, Instant::now());
         }
         result
-    }
-
-    /// Counts a refused request in the metrics and hands the error back.
-    pub fn observe(&self, err: AccessError) -> AccessError {
-        self.metrics.observe_access_error(&err);
-        err
     }
 
     /// A request's timestamp window. Body-signed: its own `timestamp` (300 s back, 60 s
@@ -314,7 +309,7 @@ impl AppState {
                 if !within_skew(
                     tao.timestamp_ms,
                     now.timestamp_millis(),
-                    self.config.tao.clock_skew_ms,
+                    self.policy.tao.clock_skew_ms,
                 ) {
                     return Err(AccessError::TaoSkew);
                 }

@@ -8,10 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::miner::upload_spec;
 use super::validator::{MAX_KEY_BYTES, ValidatorRequest, parse_miner_hotkey};
-use super::{AccessError, Proof, QuotaUsage, miner_folder};
+use super::{Access, AccessError, Proof, QuotaUsage, miner_folder};
 use crate::auth::tao::TaoProof;
 use crate::config::UploadMethod;
-use crate::state::AppState;
 use crate::storage::fit_lifetime;
 use crate::storage::post_policy::{FormFields, presign_post_exact};
 use crate::storage::presign::{ListQuery, presign_list, presign_put};
@@ -66,7 +65,7 @@ pub struct MinerPageGrant {
     pub usage: QuotaUsage,
 }
 
-impl AppState {
+impl Access {
     /// `/get-file-upload-url`: an upload of exactly `data/hotkey={hotkey}/job_id={job}/{file}`
     /// for a registered miner, unless that object exists (409).
     pub async fn grant_file_upload(
@@ -82,10 +81,10 @@ impl AppState {
         self.verify_proof(&loaded.metagraph, &tao.hotkey, Some(tao), String::new, "")?;
         let credentials = self.signing_credentials().await?;
         let exists = tokio::time::timeout(
-            self.config.s3_operation_timeout,
+            self.policy.s3_operation_timeout,
             self.s3
                 .head_object()
-                .bucket(&self.config.s3_bucket)
+                .bucket(&self.location.bucket)
                 .key(key)
                 .send(),
         )
@@ -104,17 +103,17 @@ impl AppState {
         let usage = self
             .charge(
                 &tao.hotkey,
-                self.config.daily_limit_per_miner,
+                self.policy.daily_limit_per_miner,
                 Proof::Tao(tao),
                 now,
             )
             .await?;
         let signed_at: SystemTime = now.into();
-        let expires_in = fit_lifetime(&credentials, self.config.tao.upload_url_lifetime, signed_at);
+        let expires_in = fit_lifetime(&credentials, self.policy.tao.upload_url_lifetime, signed_at);
         let folder = miner_folder(&tao.hotkey);
-        let (url, fields, method) = match self.config.tao.upload_method {
+        let (url, fields, method) = match self.policy.tao.upload_method {
             UploadMethod::Post => {
-                let mut spec = upload_spec(&folder, &credentials, signed_at, &self.config.tao);
+                let mut spec = upload_spec(&folder, &credentials, signed_at, &self.policy.tao);
                 spec.expires_in = expires_in;
                 let form = presign_post_exact(&credentials, &self.location, &spec, key, signed_at);
                 (form.url, form.fields, "POST")

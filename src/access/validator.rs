@@ -8,11 +8,10 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use chrono::{DateTime, Utc};
 
-use super::{AccessError, Proof, QuotaUsage, miner_folder};
+use super::{Access, AccessError, Proof, QuotaUsage, miner_folder};
 use crate::auth::tao::TaoProof;
 use crate::auth::timestamp::RequestTime;
 use crate::auth::{Commitment, decode_ss58};
-use crate::state::AppState;
 use crate::storage::fit_lifetime;
 use crate::storage::presign::{ListQuery, presign_list, presign_object};
 
@@ -143,7 +142,7 @@ pub(super) fn parse_miner_hotkey(miner_hotkey: Option<&str>) -> Result<&str, Acc
     Ok(miner)
 }
 
-impl AppState {
+impl Access {
     /// The validator checks, in the reference's order: timestamp, validator status,
     /// signature; then credentials and the validator's quota.
     pub(super) async fn authorize_validator(
@@ -157,7 +156,7 @@ impl AppState {
         let loaded = self.metagraph()?;
         if !loaded
             .metagraph
-            .is_validator(req.hotkey, self.config.validator_min_alpha_stake)
+            .is_validator(req.hotkey, self.policy.validator_min_alpha_stake)
         {
             return Err(AccessError::NotValidator);
         }
@@ -172,7 +171,7 @@ impl AppState {
         let usage = self
             .charge(
                 req.hotkey,
-                self.config.daily_limit_per_validator,
+                self.policy.daily_limit_per_validator,
                 Proof::of(req.tao, req.signature, time.timestamp),
                 now,
             )
@@ -284,7 +283,7 @@ impl AppState {
         // Header-signed callers (Subnet 13's validators) get at most
         // `FILE_URL_MAX_EXPIRY_HOURS`; body-signed ones keep today's 1 to 24.
         let hours = match req.tao {
-            Some(_) => hours.min(self.config.tao.file_url_max_expiry_hours),
+            Some(_) => hours.min(self.policy.tao.file_url_max_expiry_hours),
             None => hours,
         };
         let (_, credentials, usage) = self

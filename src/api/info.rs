@@ -120,7 +120,7 @@ pub async fn structure_info(State(state): State<Arc<AppState>>) -> Json<Value> {
 )]
 pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
     let now = chrono::Utc::now();
-    let used = state.quotas.global_usage(now).await;
+    let used = state.access.quotas.global_usage(now).await;
     let total = state.config.total_daily_limit;
     let reset_in = crate::quota::secs_until_utc_midnight(now);
     Json(json!({
@@ -188,7 +188,7 @@ pub async fn metrics(
     let mut out = String::with_capacity(4096);
     state.metrics.render(&mut out);
     use crate::metrics::gauge;
-    let fallbacks = state.quotas.fallback_activations() as f64;
+    let fallbacks = state.access.quotas.fallback_activations() as f64;
     gauge(
         &mut out,
         "s3_auth_redis_fallback_activations",
@@ -199,15 +199,15 @@ pub async fn metrics(
         &mut out,
         "s3_auth_replay_checks_in_process",
         "Replay checks made in process because Redis failed (caught per instance only).",
-        state.quotas.replay_checks_in_process() as f64,
+        state.access.quotas.replay_checks_in_process() as f64,
     );
     gauge(
         &mut out,
         "s3_auth_redis_up",
         "1 when the last Redis operation succeeded.",
-        f64::from(u8::from(state.quotas.redis_ok())),
+        f64::from(u8::from(state.access.quotas.redis_ok())),
     );
-    if let Some(l) = state.metagraph.current() {
+    if let Some(l) = state.access.metagraph.current() {
         gauge(
             &mut out,
             "s3_auth_metagraph_block",
@@ -231,7 +231,7 @@ pub async fn metrics(
         &mut out,
         "s3_auth_metagraph_sync_failures",
         "Consecutive failed metagraph syncs.",
-        f64::from(state.metagraph.status().consecutive_failures),
+        f64::from(state.access.metagraph.status().consecutive_failures),
     );
     if let Some(s3) = state.s3_health.last() {
         gauge(
@@ -247,7 +247,7 @@ pub async fn metrics(
             s3.latency_ms / 1000.0,
         );
     }
-    if let Some(exp) = state.credentials.cached().and_then(|c| c.expiry()) {
+    if let Some(exp) = state.access.credentials.cached().and_then(|c| c.expiry()) {
         let left = exp
             .duration_since(SystemTime::now())
             .map(|d| d.as_secs_f64())
@@ -294,22 +294,22 @@ pub async fn healthz() -> Json<Value> {
     )
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let metagraph = match state.metagraph.current() {
+    let metagraph = match state.access.metagraph.current() {
         None => "missing",
-        Some(l) if state.metagraph_too_old(&l) => "too_old",
+        Some(l) if state.access.metagraph_too_old(&l) => "too_old",
         Some(l) if l.age() > state.config.metagraph_max_age => "stale",
         Some(_) => "ok",
     };
-    let credentials = match state.credentials.cached() {
+    let credentials = match state.access.credentials.cached() {
         None => "missing",
         Some(c) if c.expiry().is_some_and(|exp| exp <= SystemTime::now()) => "expired",
         Some(_) => "ok",
     };
-    let quota = if !state.quotas.uses_redis() || state.quotas.redis_ok() {
+    let quota = if !state.access.quotas.uses_redis() || state.access.quotas.redis_ok() {
         "ok"
-    } else if state.quotas.on_error() == crate::quota::OnRedisError::Fallback {
+    } else if state.access.quotas.on_error() == crate::quota::OnRedisError::Fallback {
         "fallback"
-    } else if state.quotas.redis_status().is_none() {
+    } else if state.access.quotas.redis_status().is_none() {
         "pending"
     } else {
         "unavailable"
@@ -370,18 +370,21 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         .unwrap_or(0.0);
     // Last probe results; `None` (shown as null) until the first probe has answered.
     let s3 = state.s3_health.last();
-    let redis_ok = state.quotas.redis_ok();
-    let redis_status = if state.quotas.uses_redis() {
-        state.quotas.redis_status()
+    let redis_ok = state.access.quotas.redis_ok();
+    let redis_status = if state.access.quotas.uses_redis() {
+        state.access.quotas.redis_status()
     } else {
         Some(false)
     };
-    let loaded = state.metagraph.current();
+    let loaded = state.access.metagraph.current();
     let credentials_ok = state
+        .access
         .credentials
         .cached()
         .is_some_and(|c| c.expiry().is_none_or(|exp| exp > SystemTime::now()));
-    let too_old = loaded.as_ref().is_some_and(|l| state.metagraph_too_old(l));
+    let too_old = loaded
+        .as_ref()
+        .is_some_and(|l| state.access.metagraph_too_old(l));
     let can_serve = loaded.is_some() && credentials_ok && !too_old;
     let mut missing = Vec::new();
     if loaded.is_none() {
@@ -394,7 +397,7 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
     if !credentials_ok {
         missing.push("credentials");
     }
-    let redis_degraded = state.quotas.uses_redis() && redis_status == Some(false);
+    let redis_degraded = state.access.quotas.uses_redis() && redis_status == Some(false);
     let metagraph_stale = loaded
         .as_ref()
         .is_none_or(|l| l.age() > state.config.metagraph_max_age);
@@ -405,7 +408,7 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         "degraded"
     };
 
-    let sync = state.metagraph.status();
+    let sync = state.access.metagraph.status();
     let sync_interval = if state.config.metagraph_file.is_some() {
         state.config.metagraph_file_poll
     } else {
@@ -452,7 +455,7 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         }
     };
     let uptime_hours = uptime / 3600.0;
-    let quota_backend = if state.quotas.uses_redis() && redis_ok {
+    let quota_backend = if state.access.quotas.uses_redis() && redis_ok {
         Backend::Redis
     } else {
         Backend::Memory
@@ -469,17 +472,17 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         "credentials_ok": credentials_ok,
         "missing": missing,
         "credentials": {
-            "source": state.credentials.source_name(),
-            "expires_at": state.credentials.cached().and_then(|c| c.expiry()).map(|e| {
+            "source": state.access.credentials.source_name(),
+            "expires_at": state.access.credentials.cached().and_then(|c| c.expiry()).map(|e| {
                 chrono::DateTime::<chrono::Utc>::from(e).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             }),
         },
         "metagraph_syncer": metagraph_syncer,
         "quota": {
             "backend": match quota_backend { Backend::Redis => "redis", Backend::Memory => "memory" },
-            "redis_configured": state.quotas.uses_redis(),
-            "fallback_activations": state.quotas.fallback_activations(),
-            "replay_checks_in_process": state.quotas.replay_checks_in_process(),
+            "redis_configured": state.access.quotas.uses_redis(),
+            "fallback_activations": state.access.quotas.fallback_activations(),
+            "replay_checks_in_process": state.access.quotas.replay_checks_in_process(),
         },
         "stats": {
             "uptime_hours": (uptime_hours * 1000.0).round() / 1000.0,

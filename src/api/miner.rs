@@ -110,7 +110,8 @@ pub async fn get_folder_access(
         tao,
     };
     let grant = state
-        .throttled(client, state.grant_miner(&request, Utc::now()))
+        .access
+        .throttled(client, state.access.grant_miner(&request, Utc::now()))
         .await
         .map_err(|e| state.observe(e))?;
     let body = FolderAccessResponse {

@@ -114,7 +114,11 @@ pub async fn get_file_upload_url(
     }
     let key = key.unwrap_or_default();
     let grant = state
-        .throttled(client, state.grant_file_upload(tao, &key, Utc::now()))
+        .access
+        .throttled(
+            client,
+            state.access.grant_file_upload(tao, &key, Utc::now()),
+        )
         .await
         .map_err(|e| state.observe(e))?;
     let body = FileUploadResponse {
@@ -162,9 +166,12 @@ pub async fn get_miner_list(
         tao,
     };
     let grant = state
+        .access
         .throttled(
             client,
-            state.grant_miner_page(&request, miner_hotkey.as_deref(), Utc::now()),
+            state
+                .access
+                .grant_miner_page(&request, miner_hotkey.as_deref(), Utc::now()),
         )
         .await
         .map_err(|e| state.observe(e))?;

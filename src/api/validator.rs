@@ -125,7 +125,8 @@ pub async fn get_validator_access(
     f.finish()?;
     let now = Utc::now();
     let grant = state
-        .throttled(client, state.grant_validator(&signed.request(), now))
+        .access
+        .throttled(client, state.access.grant_validator(&signed.request(), now))
         .await
         .map_err(|e| state.observe(e))?;
     let lifetime = grant.expires_in.as_secs();
@@ -191,9 +192,14 @@ pub async fn get_miner_specific_access(
     let miner_hotkey = f.opt_string("miner_hotkey");
     f.finish()?;
     let grant = state
+        .access
         .throttled(
             client,
-            state.grant_miner_listing(&signed.request(), miner_hotkey.as_deref(), Utc::now()),
+            state.access.grant_miner_listing(
+                &signed.request(),
+                miner_hotkey.as_deref(),
+                Utc::now(),
+            ),
         )
         .await
         .map_err(|e| state.observe(e))?;
@@ -266,9 +272,10 @@ pub async fn get_file_presigned_urls(
     let expiry_hours = f.opt_int("expiry_hours");
     f.finish()?;
     let grant = state
+        .access
         .throttled(
             client,
-            state.grant_files(
+            state.access.grant_files(
                 &signed.request(),
                 miner_hotkey.as_deref(),
                 &file_keys,
@@ -380,9 +387,12 @@ pub async fn get_folder_presigned_urls(
         )]));
     }
     let grant = state
+        .access
         .throttled(
             client,
-            state.grant_folders(&signed.request(), miner_hotkeys.as_deref(), Utc::now()),
+            state
+                .access
+                .grant_folders(&signed.request(), miner_hotkeys.as_deref(), Utc::now()),
         )
         .await
         .map_err(|e| state.observe(e))?;

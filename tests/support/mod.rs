@@ -470,7 +470,7 @@ impl TestApp {
     async fn wait_for_redis(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.app_state.quotas.probe_redis().await == Some(true) {
+            if self.app_state.access.quotas.probe_redis().await == Some(true) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -532,7 +532,7 @@ pub fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
 /// Waits (at most 15 s) until `app` has reconnected to a restarted Redis.
 pub async fn wait_for_redis(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    while app.app_state.quotas.probe_redis().await != Some(true) {
+    while app.app_state.access.quotas.probe_redis().await != Some(true) {
         assert!(Instant::now() < deadline, "no reconnect within 15 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
