@@ -8,7 +8,7 @@
 #     the GitHub workflows
 #   - zizmor (offline audits) on .github/workflows: no finding of medium severity or worse
 #   - docker-compose.yml parses, and every variable the compose file and the ECS task
-#     definition give the service is one it reads (ENV_VARS in src/config.rs)
+#     definition give the service is one it reads (ENV_VARS in src/config/mod.rs)
 #   - every template is one `aws cloudformation deploy` accepts as deploy.sh calls it:
 #     at most 51,200 bytes inline, at most 1 MB staged with --s3-bucket (read from
 #     deploy.sh's --dry-run output, for a first create and for an update)
@@ -115,10 +115,10 @@ import sys
 import yaml
 from cfnlint.decode import cfn_yaml
 
-source = open("src/config.rs", encoding="utf-8").read()
+source = open("src/config/mod.rs", encoding="utf-8").read()
 block = re.search(r"pub const ENV_VARS: &\[&str\] = &\[(.*?)\];", source, re.S)
 if block is None:
-    sys.exit("ENV_VARS not found in src/config.rs")
+    sys.exit("ENV_VARS not found in src/config/mod.rs")
 known = set(re.findall(r'"([A-Z0-9_]+)"', block.group(1)))
 
 compose = yaml.safe_load(open("docker-compose.yml", encoding="utf-8"))

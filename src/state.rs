@@ -140,7 +140,8 @@ async fn start_metagraph(
     }
     let url = config
         .subtensor_url
-        .clone()
+        .as_ref()
+        .map(|u| u.as_str().to_owned())
         .ok_or(StartupError::NoMetagraphSource)?;
     let source = Arc::new(ChainSource::new(
         url,
