@@ -77,6 +77,32 @@ async fn a_miner_uploads_one_file_by_post_and_a_second_time_gets_409() {
 }
 
 #[tokio::test]
+async fn an_upload_whose_existence_check_fails_gets_503_with_retry_after() {
+    // Nothing listens at S3: the HeadObject before the grant cannot answer.
+    let app = TestApp::start_with(Options {
+        env: vec![(
+            "S3_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", support::free_port()),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let body = serde_json::to_vec(&json!({"job_id": "j", "filename": "f.parquet"})).expect("json");
+    let h = sign(&app.keys.miner, &body);
+    let url = format!("{}/get-file-upload-url", app.base);
+    let res = request(&app.client, &url, &body, &h)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        res.json::<Value>().await.expect("json"),
+        json!({"detail": "S3 check failed - try again"})
+    );
+}
+
+#[tokio::test]
 async fn with_put_uploads_the_url_takes_a_put_with_the_clients_content_type() {
     let app = TestApp::start_with(Options {
         env: vec![("S3_UPLOAD_METHOD", "put".into())],

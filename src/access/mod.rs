@@ -72,6 +72,14 @@ pub enum AccessError {
     /// Server-side S3 work failed.
     #[error(transparent)]
     S3(#[from] ListError),
+    /// The HeadObject that checks whether an upload's key exists failed (not a 404).
+    #[error("S3 check of {key:?} failed: {message}")]
+    ObjectCheck {
+        /// The key checked.
+        key: String,
+        /// The SDK's error, with its context.
+        message: String,
+    },
     /// The coldkey sent is not the one that owns the hotkey on chain.
     #[error("coldkey does not own the hotkey")]
     ColdkeyMismatch,

@@ -94,10 +94,10 @@ impl Access {
             Ok(_) => return Err(AccessError::FileExists),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
             Err(e) => {
-                return Err(AccessError::S3(crate::storage::ListError {
-                    prefix: key.to_owned(),
+                return Err(AccessError::ObjectCheck {
+                    key: key.to_owned(),
                     message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-                }));
+                });
             }
         }
         let usage = self

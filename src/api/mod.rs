@@ -127,6 +127,10 @@ impl From<AccessError> for ApiError {
                 tracing::warn!(error = %e, "S3 listing failed");
                 ApiError::Unavailable("S3 listing failed - try again".into())
             }
+            AccessError::ObjectCheck { key, message } => {
+                tracing::warn!(key = %key, error = %message, "S3 HeadObject before an upload failed");
+                ApiError::Unavailable("S3 check failed - try again".into())
+            }
             AccessError::Quota(q) => quota_error(q),
             AccessError::QuotaUnavailable => {
                 ApiError::Unavailable("Rate limiter unavailable; try again shortly".into())

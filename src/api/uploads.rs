@@ -85,7 +85,7 @@ fn segment(f: &mut Fields<'_>, name: &str) -> (String, Option<ValidationIssue>) 
         (status = 409, description = "`File already exists`", body = super::openapi::ErrorDetail),
         (status = 422, description = "Body does not match the request model, or a segment is not allowed", body = super::openapi::ValidationErrors),
         (status = 429, description = "Daily limit, or too many failed authentications (Retry-After)", body = super::openapi::ErrorDetail),
-        (status = 503, description = "No metagraph, credentials or rate limiter, S3 unavailable, or busy", body = super::openapi::ErrorDetail),
+        (status = 503, description = "No metagraph, credentials or rate limiter, `S3 check failed - try again` (the existence check could not answer), or busy", body = super::openapi::ErrorDetail),
         (status = 504, description = "`S3 operation timeout - try again`", body = super::openapi::ErrorDetail),
     )
 )]
