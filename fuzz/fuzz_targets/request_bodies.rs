@@ -118,6 +118,7 @@ fn harness() -> &'static Harness {
         });
         let loaded = app
             .0
+            .access
             .metagraph
             .current()
             .expect("metagraph loaded before fuzzing");
