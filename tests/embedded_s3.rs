@@ -1,7 +1,8 @@
 //! The embedded S3 server meets clients where AWS would: keys are kept literally (a key
 //! with a `..` segment stays in the miner's own folder), keys of up to 1024 bytes are
 //! stored, and a listing page never holds more than 1000 keys, whatever `max-keys` asks
-//! (the miner-specific list URL asks for 10000).
+//! (the miner-specific list URL asks for 10000), and names are URL-encoded when a listing
+//! asks for `encoding-type=url`.
 
 mod support;
 
@@ -131,4 +132,37 @@ async fn a_listing_page_holds_at_most_1000_keys() {
         assert!(pages.len() < 5, "too many pages: {pages:?}");
     }
     assert_eq!(pages, vec![1000, 5]);
+}
+
+#[tokio::test]
+async fn listings_asked_for_url_encoding_encode_keys_and_prefixes_as_s3_does() {
+    let s3 = support::S3Server::start().await;
+    let folder = "data/hotkey=5M/job_id=a b+c/";
+    let key = format!("{folder}é 1.parquet");
+    s3.put_many(vec![key.clone()]).await;
+    let list = |encoded: bool| {
+        let mut req = s3
+            .client
+            .list_objects_v2()
+            .bucket(support::BUCKET)
+            .prefix("data/hotkey=5M/");
+        if encoded {
+            req = req.encoding_type(aws_sdk_s3::types::EncodingType::Url);
+        }
+        req
+    };
+    let literal = list(false).send().await.expect("list");
+    assert_eq!(literal.contents()[0].key(), Some(key.as_str()));
+    let encoded = list(true).send().await.expect("list");
+    // The SDK does not decode: the names are as the server sent them.
+    assert_eq!(
+        encoded.contents()[0].key(),
+        Some("data/hotkey%3D5M/job_id%3Da%20b%2Bc/%C3%A9%201.parquet")
+    );
+    assert_eq!(encoded.prefix(), Some("data/hotkey%3D5M/"));
+    let by_folder = list(true).delimiter("/").send().await.expect("list");
+    assert_eq!(
+        by_folder.common_prefixes()[0].prefix(),
+        Some("data/hotkey%3D5M/job_id%3Da%20b%2Bc/")
+    );
 }

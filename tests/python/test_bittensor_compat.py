@@ -7,8 +7,10 @@ requests. The server is `s3-auth-api dev`, started from the binary in S3_AUTH_AP
 import os
 import time
 
+import boto3
 import pytest
 import requests
+from botocore.config import Config
 from substrateinterface import Keypair
 
 from conftest import start_dev
@@ -92,3 +94,34 @@ def test_errors_are_fastapi_shaped(api):
         "signature": sign(validator, f"s3:validator:access:{ts}")})
     assert r.status_code == 401
     assert r.json() == {"detail": "You are not validator"}
+
+
+def test_boto3_lists_keys_with_spaces_and_plus_signs_as_uploaded(api):
+    """botocore asks every ListObjectsV2 for encoding-type=url and decodes the names it
+    gets back, as against AWS: a key with a space, a plus sign and non-ASCII comes back as
+    it was uploaded (a server that echoed the encoding without encoding would turn the
+    plus into a space)."""
+    miner = Keypair.create_from_uri("//Charlie")
+    coldkey = Keypair.create_from_uri("//Charlie//stash")
+    ts = int(time.time())
+    message = f"s3:data:access:{coldkey.ss58_address}:{miner.ss58_address}:{ts}"
+    r = requests.post(f"{api}/get-folder-access", json={
+        "coldkey": coldkey.ss58_address, "hotkey": miner.ss58_address,
+        "timestamp": ts, "signature": sign(miner, message)})
+    assert r.status_code == 200, r.text
+    grant = r.json()
+    key = grant["folder"] + "job_id=a b+c/é 1.parquet"
+    up = requests.post(grant["url"], data={**grant["fields"], "key": key},
+                       files={"file": ("f.parquet", os.urandom(2048))})
+    assert up.status_code == 204, up.text
+
+    endpoint, bucket = grant["url"].rsplit("/", 1)
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="dev-access-key", aws_secret_access_key="dev-secret-key-not-for-production",
+        config=Config(s3={"addressing_style": "path"}))
+    job = grant["folder"] + "job_id=a b+c/"
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=job)
+    assert [o["Key"] for o in listed["Contents"]] == [key]
+    folders = s3.list_objects_v2(Bucket=bucket, Prefix=grant["folder"], Delimiter="/")
+    assert job in [p["Prefix"] for p in folders["CommonPrefixes"]]

@@ -8,16 +8,19 @@
 //! - A bucket must exist: `s3s-fs` would create one's directory on the first upload.
 //! - Listings are answered from the key index in S3's byte order: a ListObjects(V2) page
 //!   holds at most 1000 keys and common prefixes whatever `max-keys` asks, with
-//!   `IsTruncated` and a continuation token (or `NextMarker`).
+//!   `IsTruncated` and a continuation token (or `NextMarker`), and names URL-encoded when
+//!   asked with `encoding-type=url` ([`listing`]).
 
 pub mod index;
+pub mod listing;
 
 use std::path::Path;
 
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
-use index::{KeyIndex, Listed, internal_key};
+use index::{KeyIndex, internal_key};
+use listing::{Encoding, contents};
 
 /// Most keys AWS returns in one listing page.
 pub const MAX_KEYS_PER_PAGE: i32 = 1000;
@@ -75,34 +78,6 @@ fn page(max_keys: Option<i32>) -> usize {
 
 fn etag_of(etag: Option<&ETag>) -> Option<String> {
     etag.map(|e| e.value().to_owned())
-}
-
-fn contents(listed: &Listed) -> (Option<Vec<Object>>, Option<Vec<CommonPrefix>>) {
-    let objects: Vec<Object> = listed
-        .objects
-        .iter()
-        .map(|(key, entry)| Object {
-            key: Some(key.clone()),
-            size: Some(entry.size),
-            e_tag: entry.etag.clone().map(ETag::Strong),
-            last_modified: Some(KeyIndex::timestamp(entry.modified)),
-            storage_class: Some(ObjectStorageClass::from_static(
-                ObjectStorageClass::STANDARD,
-            )),
-            ..Default::default()
-        })
-        .collect();
-    let prefixes: Vec<CommonPrefix> = listed
-        .prefixes
-        .iter()
-        .map(|p| CommonPrefix {
-            prefix: Some(p.clone()),
-        })
-        .collect();
-    (
-        (!objects.is_empty()).then_some(objects),
-        (!prefixes.is_empty()).then_some(prefixes),
-    )
 }
 
 #[async_trait::async_trait]
@@ -216,18 +191,19 @@ impl<T: S3> S3 for AwsLike<T> {
             after,
             max,
         );
-        let (contents, common_prefixes) = contents(&listed);
+        let encoding = Encoding::of(input.encoding_type.as_ref());
+        let (contents, common_prefixes) = contents(&listed, encoding);
         let key_count = listed.objects.len() + listed.prefixes.len();
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: input.prefix,
-            delimiter: input.delimiter,
+            prefix: encoding.element(input.prefix),
+            delimiter: encoding.element(input.delimiter),
             max_keys: Some(i32::try_from(max).unwrap_or(MAX_KEYS_PER_PAGE)),
             key_count: Some(i32::try_from(key_count).unwrap_or(MAX_KEYS_PER_PAGE)),
             is_truncated: Some(listed.truncated),
             next_continuation_token: listed.last.clone().filter(|_| listed.truncated),
             continuation_token: input.continuation_token,
-            start_after: input.start_after,
+            start_after: encoding.element(input.start_after),
             encoding_type: input.encoding_type,
             contents,
             common_prefixes,
@@ -250,15 +226,16 @@ impl<T: S3> S3 for AwsLike<T> {
             input.marker.as_deref(),
             max,
         );
-        let (contents, common_prefixes) = contents(&listed);
+        let encoding = Encoding::of(input.encoding_type.as_ref());
+        let (contents, common_prefixes) = contents(&listed, encoding);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
-            prefix: input.prefix,
-            delimiter: input.delimiter,
-            marker: input.marker,
+            prefix: encoding.element(input.prefix),
+            delimiter: encoding.element(input.delimiter),
+            marker: encoding.element(input.marker),
             max_keys: Some(i32::try_from(max).unwrap_or(MAX_KEYS_PER_PAGE)),
             is_truncated: Some(listed.truncated),
-            next_marker: listed.last.clone().filter(|_| listed.truncated),
+            next_marker: encoding.element(listed.last.clone().filter(|_| listed.truncated)),
             encoding_type: input.encoding_type,
             contents,
             common_prefixes,
