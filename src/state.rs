@@ -287,7 +287,7 @@ impl AppState {
         }
         let redis = match &config.redis_url {
             Some(url) => Some(RedisStore::connect(
-                url,
+                url.as_str(),
                 config.redis_password.as_ref().map(|p| p.0.as_str()),
             )?),
             None => None,

@@ -93,7 +93,8 @@ fn compose_wires_the_api_to_redis_and_s3_with_known_variables() {
     assert!(
         config
             .redis_url
-            .as_deref()
+            .as_ref()
+            .map(|u| u.as_str())
             .is_some_and(|u| u.contains("//redis:"))
     );
     assert!(

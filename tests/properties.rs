@@ -60,7 +60,7 @@ fn hotkey() -> impl Strategy<Value = String> {
     any::<[u8; 32]>().prop_map(|k| encode_ss58(&k))
 }
 
-/// The upload policy the miner flow builds for `hotkey` (as `AppState::grant_miner`), and
+/// The upload policy the miner flow builds for `hotkey` (as `Access::grant_miner`), and
 /// its decoded JSON.
 fn miner_policy(hotkey: &str, session_token: Option<String>) -> (PostPolicyForm, Value) {
     policy_for(&miner_folder(hotkey), session_token)

@@ -104,7 +104,7 @@ pub async fn structure_info(State(state): State<Arc<AppState>>) -> Json<Value> {
         },
         "timeouts": {
             "s3_operations_seconds": state.config.s3_operation_timeout.as_secs(),
-            "note": "presigning is local; only /get-folder-presigned-urls and /healthcheck call S3"
+            "note": "presigning is local; only /get-folder-presigned-urls, /get-file-upload-url (HeadObject) and /healthcheck call S3"
         }
     }))
 }
@@ -137,7 +137,7 @@ pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
             "reset_at": now.timestamp() + reset_in as i64,
         },
         "environment": {
-            "network": crate::redact::url(&state.config.bt_network),
+            "network": crate::redact::url(state.config.bt_network.as_str()),
             "subnet_id": state.config.net_uid,
             "bucket": state.config.s3_bucket,
             "region": state.config.s3_region,

@@ -15,10 +15,12 @@ impl Env<'_> {
         (self.get)(var).filter(|v| !v.trim().is_empty())
     }
 
+    /// The variable's value, or `default` when unset.
     pub(super) fn string(&self, var: &str, default: &str) -> String {
         self.raw(var).unwrap_or_else(|| default.to_owned())
     }
 
+    /// The variable parsed as `T` and accepted by `valid`, or `default` when unset.
     pub(super) fn parsed<T: std::str::FromStr>(
         &self,
         var: &'static str,
@@ -39,6 +41,7 @@ impl Env<'_> {
         }
     }
 
+    /// A boolean: `true`/`1`/`yes` or `false`/`0`/`no`, or `default` when unset.
     pub(super) fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
         let Some(v) = self.raw(var) else {
             return Ok(default);
@@ -54,6 +57,7 @@ impl Env<'_> {
         }
     }
 
+    /// An http(s) URL with a host and no userinfo or query (trailing `/` dropped).
     pub(super) fn url(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
         let Some(v) = self.raw(var) else {
             return Ok(None);

@@ -233,19 +233,16 @@ impl std::fmt::Debug for Secret {
 /// providers' endpoints, a Redis password): `Debug` shows it redacted, [`ConfigUrl::as_str`]
 /// is the value to connect with.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ConfigUrl(pub String);
+pub struct ConfigUrl(String);
 
 impl ConfigUrl {
+    /// Wraps a configured URL.
+    pub fn new(url: String) -> Self {
+        Self(url)
+    }
+
     /// The URL as configured, secrets included: only for connecting.
     pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::ops::Deref for ConfigUrl {
-    type Target = str;
-
-    fn deref(&self) -> &str {
         &self.0
     }
 }

@@ -31,7 +31,7 @@ fn defaults_match_the_original() {
     assert!(c.redis_url.is_none());
     assert_eq!(c.quota_on_redis_error, OnRedisError::Fallback);
     assert_eq!(
-        c.subtensor_url.as_deref(),
+        c.subtensor_url.as_ref().map(ConfigUrl::as_str),
         Some("wss://entrypoint-finney.opentensor.ai:443")
     );
     assert_eq!(c.metagraph_sync_interval, Duration::from_secs(300));
@@ -134,7 +134,8 @@ fn debug_output_hides_keys_in_configured_urls() {
     // The real values are there to connect with.
     assert!(
         c.redis_url
-            .as_deref()
+            .as_ref()
+            .map(ConfigUrl::as_str)
             .is_some_and(|u| u.contains("hunter2pass"))
     );
     let shown = format!("{c:?}");

@@ -762,9 +762,16 @@ pub fn serve_command(
 }
 
 /// Blocks until the service on 127.0.0.1:`port` answers `/readyz` with 200, failing after
-/// `within`. A listening socket is not enough: the metagraph and the Redis connection come
-/// up after the listener, and a signed request before then is answered 503.
+/// `within`. A listening socket is not enough: the metagraph is loaded after the listener
+/// is up, and a signed request before then is answered 503.
 pub fn wait_ready(port: u16, within: Duration) {
+    wait_ready_and(port, within, "");
+}
+
+/// [`wait_ready`], and until the `/readyz` body also contains `body_has` (such as
+/// `"quota":"ok"`: with the default fallback, an instance is ready while Redis is still
+/// connecting, and counts in process until it is up).
+pub fn wait_ready_and(port: u16, within: Duration, body_has: &str) {
     let started = Instant::now();
     let mut last = String::from("no connection");
     loop {
@@ -776,7 +783,7 @@ pub fn wait_ready(port: u16, within: Duration) {
                 && s.read_to_end(&mut answer).is_ok()
             {
                 last = String::from_utf8_lossy(&answer).into_owned();
-                if last.starts_with("HTTP/1.1 200") {
+                if last.starts_with("HTTP/1.1 200") && last.contains(body_has) {
                     return;
                 }
             }
