@@ -25,7 +25,8 @@ def sign(keypair, message):
     return keypair.sign(message).hex()
 
 
-def test_miner_uploads_and_validator_reads(api):
+def miner_grant(api):
+    """The folder access of the dev miner //Charlie, as a bittensor miner asks for it."""
     miner = Keypair.create_from_uri("//Charlie")
     coldkey = Keypair.create_from_uri("//Charlie//stash")
     ts = int(time.time())
@@ -34,7 +35,11 @@ def test_miner_uploads_and_validator_reads(api):
         "coldkey": coldkey.ss58_address, "hotkey": miner.ss58_address,
         "timestamp": ts, "signature": sign(miner, message)})
     assert r.status_code == 200, r.text
-    grant = r.json()
+    return miner, r.json()
+
+
+def test_miner_uploads_and_validator_reads(api):
+    miner, grant = miner_grant(api)
     assert grant["folder"] == f"data/hotkey={miner.ss58_address}/"
 
     payload = os.urandom(4096)
@@ -101,15 +106,7 @@ def test_boto3_lists_keys_with_spaces_and_plus_signs_as_uploaded(api):
     gets back, as against AWS: a key with a space, a plus sign and non-ASCII comes back as
     it was uploaded (a server that echoed the encoding without encoding would turn the
     plus into a space)."""
-    miner = Keypair.create_from_uri("//Charlie")
-    coldkey = Keypair.create_from_uri("//Charlie//stash")
-    ts = int(time.time())
-    message = f"s3:data:access:{coldkey.ss58_address}:{miner.ss58_address}:{ts}"
-    r = requests.post(f"{api}/get-folder-access", json={
-        "coldkey": coldkey.ss58_address, "hotkey": miner.ss58_address,
-        "timestamp": ts, "signature": sign(miner, message)})
-    assert r.status_code == 200, r.text
-    grant = r.json()
+    _, grant = miner_grant(api)
     key = grant["folder"] + "job_id=a b+c/é 1.parquet"
     up = requests.post(grant["url"], data={**grant["fields"], "key": key},
                        files={"file": ("f.parquet", os.urandom(2048))})
