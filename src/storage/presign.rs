@@ -248,14 +248,7 @@ pub fn presign_object(
     now: SystemTime,
     expires_in: Duration,
 ) -> Result<String, PresignError> {
-    presign_get(
-        credentials,
-        &location.region,
-        &location.object_url(key),
-        &[],
-        now,
-        expires_in,
-    )
+    presign_object_method("GET", credentials, location, key, None, now, expires_in)
 }
 
 /// Presigns `{method}` of the object `key`, signing `content_type` when given.
