@@ -1,25 +1,25 @@
 //! Paging through miners' `job_id=` folders for `/get-folder-presigned-urls`: one page holds
-//! at most [`MAX_JOB_FOLDERS_PER_PAGE`] folders, in S3's order (miner, then job), and an
-//! opaque continuation token names the last folder of a page so the next request resumes
-//! right after it, with no folder twice and none skipped, across miners.
+//! at most [`MAX_JOB_FOLDERS_PER_PAGE`] folders, in S3's order (miner, then job), read
+//! within one request's [`ListBudget`]. A continuation token names the position where the
+//! page stopped, so the next request resumes strictly after the last key or folder read,
+//! with no folder twice and none skipped, across miners, whatever the names.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_sdk_s3::Client;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 
+use super::cursor::FolderCursor;
 use super::validator::{
-    DATA_PREFIX, FolderGrant, JobFolder, MAX_KEY_BYTES, MINER_LIST_LIFETIME, MinerFolders,
-    ValidatorRequest,
+    DATA_PREFIX, FolderGrant, JobFolder, MINER_LIST_LIFETIME, MinerFolders, ValidatorRequest,
 };
 use super::{Access, AccessError, miner_folder};
 use crate::auth::{Commitment, decode_ss58};
 use crate::storage::fit_lifetime;
-use crate::storage::listing::{FolderPage, ListError, list_folders_page};
+use crate::storage::listing::{FolderPage, ListBudget, ListError, after_folder, list_folders_page};
 use crate::storage::presign::{ListQuery, presign_list};
 
 /// Most job folders in one `/get-folder-presigned-urls` answer.
@@ -28,188 +28,226 @@ pub const MAX_JOB_FOLDERS_PER_PAGE: usize = 1000;
 const MINER_BATCH: usize = 1000;
 /// How many miners' job folders are listed at once.
 const LIST_CONCURRENCY: usize = 8;
-/// Marks the token format, so a later format can be told apart.
-const TOKEN_VERSION: &str = "f1.";
-
-/// Where a folder page resumes: right after this job folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FolderCursor {
-    /// The miner of the last folder returned.
-    pub miner: String,
-    /// The last folder returned, `data/hotkey={miner}/job_id={job}/`.
-    pub folder: String,
-}
-
-/// A continuation token that is not one this service issued.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Invalid continuation_token")]
-pub struct BadToken;
-
-impl FolderCursor {
-    /// The cursor after `folder`, if it is a job folder of a miner.
-    pub fn after(folder: &str) -> Option<Self> {
-        let rest = folder.strip_prefix(DATA_PREFIX)?;
-        let (miner, job) = rest.split_once('/')?;
-        let job_id = job.strip_prefix("job_id=")?.strip_suffix('/')?;
-        if folder.len() > MAX_KEY_BYTES
-            || job_id.is_empty()
-            || job_id.contains('/')
-            || decode_ss58(miner).is_err()
-        {
-            return None;
-        }
-        Some(Self {
-            miner: miner.to_owned(),
-            folder: folder.to_owned(),
-        })
-    }
-
-    /// The opaque token a client sends back as `continuation_token`.
-    pub fn token(&self) -> String {
-        format!("{TOKEN_VERSION}{}", URL_SAFE_NO_PAD.encode(&self.folder))
-    }
-
-    /// Reads a token made by [`FolderCursor::token`].
-    pub fn parse(token: &str) -> Result<Self, BadToken> {
-        let encoded = token.strip_prefix(TOKEN_VERSION).ok_or(BadToken)?;
-        if encoded.len() > 4 * MAX_KEY_BYTES {
-            return Err(BadToken);
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| BadToken)?;
-        let folder = String::from_utf8(bytes).map_err(|_| BadToken)?;
-        Self::after(&folder).ok_or(BadToken)
-    }
-}
 
 /// One page of job folders, grouped by miner in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFolderPage {
     /// Miner hotkey and its job folders on this page (none empty).
     pub miners: Vec<(String, Vec<String>)>,
-    /// Where the next page starts, when more folders may follow.
+    /// Where the next page starts; `None` only when S3 holds nothing after this page.
     pub next: Option<FolderCursor>,
 }
 
+/// How filling a page from a run of miners ended.
+#[derive(Debug)]
+enum Fill {
+    /// Every miner was listed to its end and the page has room left.
+    Open,
+    /// The page ends here; the next one resumes after this position.
+    Cut(String),
+    /// The page filled exactly at the end of the run's last miner (this position is
+    /// right after it): whether more follows depends on miners not in the run.
+    FullAfter(String),
+}
+
+/// A miner's listing under way, and the budget it draws on.
+type Listing = (
+    String,
+    JoinHandle<Result<FolderPage, ListError>>,
+    Arc<ListBudget>,
+);
+
 /// Aborts listings still running when the page is complete or an error ends it.
-struct Ahead(VecDeque<(String, JoinHandle<Result<FolderPage, ListError>>)>);
+struct Ahead(VecDeque<Listing>);
 
 impl Drop for Ahead {
     fn drop(&mut self) {
-        for (_, task) in &self.0 {
+        for (_, task, _) in &self.0 {
             task.abort();
         }
     }
 }
 
-/// Fills a page from `miners` (in order), listing up to [`LIST_CONCURRENCY`] of them at
-/// once. Returns whether the page is full.
-async fn fill(
-    client: &Client,
-    bucket: &str,
-    miners: impl IntoIterator<Item = String>,
-    cursor: Option<&FolderCursor>,
+/// The listing of one request: where it stands and what it may still read.
+struct Walk<'a> {
+    client: &'a Client,
+    bucket: &'a str,
+    cursor: Option<&'a FolderCursor>,
     limit: usize,
-    page: &mut JobFolderPage,
-    count: &mut usize,
-) -> Result<bool, ListError> {
-    let mut pending = miners.into_iter().peekable();
-    let mut ahead = Ahead(VecDeque::new());
-    loop {
-        while ahead.0.len() < LIST_CONCURRENCY {
-            let Some(miner) = pending.next() else { break };
-            let after = cursor
-                .filter(|c| c.miner == miner)
-                .map(|c| c.folder.clone());
-            let (client, bucket, prefix) = (
-                client.clone(),
-                bucket.to_owned(),
-                format!("{}job_id=", miner_folder(&miner)),
-            );
-            // No miner can need more than what is left of the page when it starts.
-            let want = limit - *count;
-            let task = tokio::spawn(async move {
-                list_folders_page(&client, &bucket, &prefix, after.as_deref(), want).await
-            });
-            ahead.0.push_back((miner, task));
+    budget: Arc<ListBudget>,
+    page: JobFolderPage,
+    count: usize,
+    /// Whether a miner's listing has started in this request.
+    started: bool,
+}
+
+impl Walk<'_> {
+    /// Fills the page from `miners` (in order), listing up to [`LIST_CONCURRENCY`] of
+    /// them at once.
+    async fn fill(&mut self, miners: Vec<String>) -> Result<Fill, ListError> {
+        let mut pending = miners.into_iter().peekable();
+        let mut ahead = Ahead(VecDeque::new());
+        loop {
+            while ahead.0.len() < LIST_CONCURRENCY {
+                let Some(miner) = pending.next() else { break };
+                // The request's first listing has a share of its own, so listings running
+                // beside it cannot spend everything before it moves the cursor.
+                let budget = if self.started {
+                    self.budget.clone()
+                } else {
+                    self.started = true;
+                    Arc::new(self.budget.half(true))
+                };
+                let task_budget = budget.clone();
+                let (client, bucket) = (self.client.clone(), self.bucket.to_owned());
+                let prefix = format!("{}job_id=", miner_folder(&miner));
+                let after = self.cursor.map(|c| c.position().to_owned());
+                // No miner can need more than what is left of the page when it starts.
+                let want = self.limit - self.count;
+                let task = tokio::spawn(async move {
+                    let budget = task_budget;
+                    list_folders_page(&client, &bucket, &prefix, after.as_deref(), want, &budget)
+                        .await
+                });
+                ahead.0.push_back((miner, task, budget));
+            }
+            let Some((miner, task, budget)) = ahead.0.pop_front() else {
+                return Ok(Fill::Open);
+            };
+            let listed = task.await.map_err(|e| ListError {
+                prefix: miner_folder(&miner),
+                message: format!("listing task failed: {e}"),
+            })??;
+            if !Arc::ptr_eq(&budget, &self.budget) {
+                self.budget.give_back(&budget);
+            }
+            let room = self.limit - self.count;
+            let mut folders = listed.folders;
+            let cut = folders.len() > room;
+            folders.truncate(room);
+            self.count += folders.len();
+            let last = folders.last().map(|f| after_folder(f));
+            if !folders.is_empty() {
+                self.page.miners.push((miner.clone(), folders));
+            }
+            if cut {
+                // Folders of this miner are left over: resume right after the last taken.
+                return Ok(Fill::Cut(last.unwrap_or_default()));
+            }
+            if let Some(resume) = listed.resume {
+                // The miner's listing stopped early (page or budget): resume where it did.
+                return Ok(Fill::Cut(resume));
+            }
+            if self.count == self.limit {
+                let after_miner = after_folder(&miner_folder(&miner));
+                let more = !ahead.0.is_empty() || pending.peek().is_some();
+                return Ok(if more {
+                    Fill::Cut(after_miner)
+                } else {
+                    Fill::FullAfter(after_miner)
+                });
+            }
         }
-        let Some((miner, task)) = ahead.0.pop_front() else {
-            return Ok(false);
-        };
-        let listed = task.await.map_err(|e| ListError {
-            prefix: miner_folder(&miner),
-            message: format!("listing task failed: {e}"),
-        })??;
-        let room = limit - *count;
-        let mut folders = listed.folders;
-        let cut = folders.len() > room;
-        folders.truncate(room);
-        *count += folders.len();
-        let full = *count == limit;
-        let last = folders.last().cloned();
-        if !folders.is_empty() {
-            page.miners.push((miner, folders));
-        }
-        if full {
-            let more = cut || listed.more || !ahead.0.is_empty() || pending.peek().is_some();
-            page.next = more
-                .then(|| last.and_then(|f| FolderCursor::after(&f)))
-                .flatten();
-            return Ok(true);
+    }
+
+    /// Whether the miner `miner` still has folders after the cursor.
+    fn still_ahead(&self, miner: &str) -> bool {
+        self.cursor
+            .is_none_or(|c| c.before_end_of(&miner_folder(miner)))
+    }
+}
+
+/// Turns a stop position into the page's cursor. Every position comes from S3's own
+/// names or the cursor, so one that is not a valid cursor cannot occur; it would end the
+/// listing, so it is logged.
+fn cursor_at(position: String) -> Option<FolderCursor> {
+    match FolderCursor::at(position) {
+        Ok(cursor) => Some(cursor),
+        Err(_) => {
+            tracing::error!("folder listing stopped at a position outside the data prefix");
+            None
         }
     }
 }
 
-/// One page of at most `limit` job folders, after `cursor`, over `only` (sorted and
-/// deduplicated here) or else every miner folder under [`DATA_PREFIX`].
+/// One page of at most `limit` job folders after `cursor`, over `only` (sorted and
+/// deduplicated here) or else every miner folder under [`DATA_PREFIX`], reading S3
+/// within `budget`.
 pub async fn page_job_folders(
     client: &Client,
     bucket: &str,
     only: Option<&[String]>,
     cursor: Option<&FolderCursor>,
     limit: usize,
+    budget: Arc<ListBudget>,
 ) -> Result<JobFolderPage, ListError> {
-    let mut page = JobFolderPage::default();
-    let mut count = 0;
-    let from = cursor.map(|c| c.miner.as_str());
+    let mut walk = Walk {
+        client,
+        bucket,
+        cursor,
+        limit,
+        budget,
+        page: JobFolderPage::default(),
+        count: 0,
+        started: false,
+    };
     if let Some(list) = only {
         let mut miners: Vec<String> = list
             .iter()
-            .filter(|m| from.is_none_or(|f| m.as_str() >= f))
+            .filter(|m| walk.still_ahead(m))
             .cloned()
             .collect();
         miners.sort();
         miners.dedup();
-        fill(client, bucket, miners, cursor, limit, &mut page, &mut count).await?;
-        return Ok(page);
+        walk.page.next = match walk.fill(miners).await? {
+            Fill::Cut(at) => cursor_at(at),
+            Fill::Open | Fill::FullAfter(_) => None,
+        };
+        return Ok(walk.page);
     }
-    // Miner folders sort as `data/hotkey={miner}/`; starting after `data/hotkey={miner}`
-    // (no slash) keeps the cursor's miner, whose folders continue after the cursor.
-    let mut after: Option<String> = from.map(|m| format!("{DATA_PREFIX}{m}"));
+    // Resuming inside a miner's folder lists that miner's folder again.
+    let mut after: Option<String> = cursor.map(|c| c.miners_position().to_owned());
     loop {
-        let batch =
-            list_folders_page(client, bucket, DATA_PREFIX, after.as_deref(), MINER_BATCH).await?;
-        after = batch.folders.last().cloned();
+        // The miner list may use at most half of what is left, so the miners' own
+        // listings always get to read: every request moves the cursor forward.
+        let share = walk.budget.half(false);
+        let batch = list_folders_page(
+            client,
+            bucket,
+            DATA_PREFIX,
+            after.as_deref(),
+            MINER_BATCH,
+            &share,
+        )
+        .await?;
+        walk.budget.give_back(&share);
         let miners: Vec<String> = batch
             .folders
             .iter()
             .filter_map(|p| p.strip_prefix(DATA_PREFIX)?.strip_suffix('/'))
             // Only miners' folders: anything else under the prefix is not a miner's.
-            .filter(|m| decode_ss58(m).is_ok())
+            .filter(|m| decode_ss58(m).is_ok() && walk.still_ahead(m))
             .map(str::to_owned)
             .collect();
-        let full = fill(client, bucket, miners, cursor, limit, &mut page, &mut count).await?;
-        if full {
-            if page.next.is_none() && batch.more {
-                page.next = page
-                    .miners
-                    .last()
-                    .and_then(|(_, f)| f.last())
-                    .and_then(|f| FolderCursor::after(f));
+        let found = !batch.folders.is_empty();
+        match walk.fill(miners).await? {
+            Fill::Cut(at) => {
+                walk.page.next = cursor_at(at);
+                return Ok(walk.page);
             }
-            return Ok(page);
-        }
-        if !batch.more {
-            return Ok(page);
+            Fill::FullAfter(at) => {
+                walk.page.next = batch.resume.and_then(|_| cursor_at(at));
+                return Ok(walk.page);
+            }
+            Fill::Open => match batch.resume {
+                None => return Ok(walk.page),
+                // Nothing found in what the budget allowed: the page ends where it stopped.
+                Some(resume) if !found => {
+                    walk.page.next = cursor_at(resume);
+                    return Ok(walk.page);
+                }
+                Some(resume) => after = Some(resume),
+            },
         }
     }
 }
@@ -256,6 +294,7 @@ impl Access {
                 miner_hotkeys,
                 cursor.as_ref(),
                 MAX_JOB_FOLDERS_PER_PAGE,
+                Arc::new(ListBudget::default()),
             ),
         )
         .await
@@ -302,39 +341,5 @@ impl Access {
             expires_in,
             usage,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINER: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
-
-    #[test]
-    fn a_token_round_trips_and_nothing_else_is_accepted() {
-        let folder = format!("{DATA_PREFIX}{MINER}/job_id=j 1/");
-        let cursor = FolderCursor::after(&folder).expect("a job folder");
-        let token = cursor.token();
-        assert_eq!(FolderCursor::parse(&token), Ok(cursor));
-        for bad in [
-            "",
-            "f1.",
-            "f1.!!!",
-            "abc",
-            &URL_SAFE_NO_PAD.encode(&folder),
-            &format!("f1.{}", URL_SAFE_NO_PAD.encode("data/hotkey=5X/job_id=a/")),
-            &format!(
-                "f1.{}",
-                URL_SAFE_NO_PAD.encode(format!("{DATA_PREFIX}{MINER}/other/"))
-            ),
-            &format!(
-                "f1.{}",
-                URL_SAFE_NO_PAD.encode(format!("{DATA_PREFIX}{MINER}/job_id=/"))
-            ),
-            &format!("f1.{}", "A".repeat(5000)),
-        ] {
-            assert_eq!(FolderCursor::parse(bad), Err(BadToken), "{bad:?}");
-        }
     }
 }

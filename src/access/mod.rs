@@ -1,6 +1,7 @@
 //! The access decisions: who may have what, in the order the service checks it.
 //! Returns domain errors; the HTTP layer turns them into responses.
 
+pub mod cursor;
 pub mod folders;
 pub mod miner;
 pub mod service;

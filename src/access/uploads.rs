@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 
 use super::miner::upload_spec;
-use super::validator::{MAX_KEY_BYTES, ValidatorRequest, parse_miner_hotkey};
+use super::validator::{MAX_KEY_BYTES, ValidatorRequest, parse_miner_hotkey, s3_token};
 use super::{Access, AccessError, Proof, QuotaUsage, miner_folder};
 use crate::auth::tao::TaoProof;
 use crate::config::UploadMethod;
@@ -153,6 +153,7 @@ impl Access {
             return Err(AccessError::TaoRequired);
         }
         let miner = parse_miner_hotkey(miner_hotkey)?;
+        let token = s3_token(req)?;
         let (_, credentials, usage) = self
             .authorize_validator(req, |_| String::new(), now)
             .await?;
@@ -164,7 +165,7 @@ impl Access {
                 prefix: &prefix,
                 delimiter: None,
                 max_keys: Some(MINER_PAGE_KEYS),
-                continuation_token: req.continuation_token.filter(|t| !t.is_empty()),
+                continuation_token: token,
             },
             now.into(),
             fit_lifetime(&credentials, MINER_PAGE_LIFETIME, now.into()),

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use chrono::{DateTime, Utc};
 
+use super::cursor::check_s3_token;
 use super::{Access, AccessError, Proof, QuotaUsage, miner_folder};
 use crate::auth::tao::TaoProof;
 use crate::auth::timestamp::RequestTime;
@@ -134,6 +135,16 @@ pub fn valid_file_key(key: &str, prefix: &str) -> bool {
             .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
+/// The request's S3 continuation token for a presigned list URL, if any, once checked
+/// ([`check_s3_token`]); an empty one is none.
+pub(super) fn s3_token<'a>(req: &ValidatorRequest<'a>) -> Result<Option<&'a str>, AccessError> {
+    let token = req.continuation_token.filter(|t| !t.is_empty());
+    if let Some(t) = token {
+        check_s3_token(t).map_err(|e| AccessError::BadParameter(e.to_string()))?;
+    }
+    Ok(token)
+}
+
 pub(super) fn parse_miner_hotkey(miner_hotkey: Option<&str>) -> Result<&str, AccessError> {
     let miner = miner_hotkey
         .filter(|m| !m.is_empty())
@@ -185,6 +196,7 @@ impl Access {
         req: &ValidatorRequest<'_>,
         now: DateTime<Utc>,
     ) -> Result<ValidatorGrant, AccessError> {
+        let token = s3_token(req)?;
         let (_, credentials, usage) = self
             .authorize_validator(
                 req,
@@ -202,7 +214,7 @@ impl Access {
                     prefix: DATA_PREFIX,
                     delimiter,
                     max_keys: None,
-                    continuation_token: req.continuation_token,
+                    continuation_token: token,
                 },
                 at,
                 expires_in,
@@ -224,6 +236,7 @@ impl Access {
         now: DateTime<Utc>,
     ) -> Result<MinerListGrant, AccessError> {
         let miner = parse_miner_hotkey(miner_hotkey)?;
+        let token = s3_token(req)?;
         let (time, credentials, usage) = self
             .authorize_validator(
                 req,
@@ -245,7 +258,7 @@ impl Access {
                 prefix: &prefix,
                 delimiter: None,
                 max_keys: Some(MINER_LIST_MAX_KEYS),
-                continuation_token: req.continuation_token,
+                continuation_token: token,
             },
             now.into(),
             fit_lifetime(&credentials, MINER_LIST_LIFETIME, now.into()),

@@ -1,9 +1,29 @@
-//! Server-side listing of "folders" (common prefixes) with ListObjectsV2, in bounded pages.
+//! Server-side listing of "folders" (common prefixes) with ListObjectsV2, under a budget.
+//!
+//! A listing is read on a client's behalf, and the bucket's names are chosen by miners who
+//! gain when validators see less of each other. So a listing never trusts the names to be
+//! few or tame:
+//! - every call of one request draws on one [`ListBudget`]: at most
+//!   [`MAX_LIST_CALLS`] ListObjectsV2 calls and [`MAX_LIST_ENTRIES`] keys and folders read,
+//!   however many plain objects (which are no folders) lie in the way;
+//! - a listing that stops early says where it stopped, as a `StartAfter` position that
+//!   resumes strictly after the last key or folder it read, whatever that name is;
+//! - names come back URL-encoded (`encoding-type=url`) and are decoded here, so no key a
+//!   miner can write (control characters, U+FFFF) can break S3's XML answer.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::types::EncodingType;
 
 /// Most keys one ListObjectsV2 page returns on AWS.
 const S3_PAGE: usize = 1000;
+/// Most ListObjectsV2 calls one request makes (a page per miner, so a subnet's 256
+/// miners and the miner list fit in one request).
+pub const MAX_LIST_CALLS: usize = 300;
+/// Most keys and folders one request reads from S3, all calls together (5 full pages).
+pub const MAX_LIST_ENTRIES: usize = 5000;
 
 /// A listing failed.
 #[derive(Debug, thiserror::Error)]
@@ -15,47 +35,160 @@ pub struct ListError {
     pub message: String,
 }
 
-/// At most `limit` folders of a listing, in S3's (byte) order.
+/// What one request may still read from S3, shared by its concurrent listings.
+#[derive(Debug)]
+pub struct ListBudget {
+    calls: AtomicUsize,
+    entries: AtomicUsize,
+}
+
+impl Default for ListBudget {
+    fn default() -> Self {
+        Self::new(MAX_LIST_CALLS, MAX_LIST_ENTRIES)
+    }
+}
+
+impl ListBudget {
+    /// A budget of `calls` ListObjectsV2 calls reading at most `entries` keys and folders.
+    pub fn new(calls: usize, entries: usize) -> Self {
+        Self {
+            calls: AtomicUsize::new(calls),
+            entries: AtomicUsize::new(entries),
+        }
+    }
+
+    /// Takes one call of at most `wanted` entries; `None` when the budget is spent.
+    fn take(&self, wanted: usize) -> Option<usize> {
+        let mut granted = 0;
+        self.entries
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                granted = left.min(wanted);
+                (granted > 0).then(|| left - granted)
+            })
+            .ok()?;
+        if self
+            .calls
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_err()
+        {
+            self.entries.fetch_add(granted, Ordering::SeqCst);
+            return None;
+        }
+        Some(granted)
+    }
+
+    /// Gives back entries a call was granted but did not read.
+    fn refund(&self, entries: usize) {
+        self.entries.fetch_add(entries, Ordering::SeqCst);
+    }
+
+    /// Moves half of what is left into a budget of its own: rounded down, so a listing
+    /// that runs first leaves at least as much to those after it; or rounded up, so the
+    /// listing that must move the cursor gets at least one call when one is left.
+    pub fn half(&self, round_up: bool) -> Self {
+        let take_half = |counter: &AtomicUsize| {
+            let mut taken = 0;
+            let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                taken = if round_up { left.div_ceil(2) } else { left / 2 };
+                Some(left - taken)
+            });
+            taken
+        };
+        Self::new(take_half(&self.calls), take_half(&self.entries))
+    }
+
+    /// Takes back what `other` (made by [`ListBudget::half`]) did not spend.
+    pub fn give_back(&self, other: &Self) {
+        self.calls
+            .fetch_add(other.calls.swap(0, Ordering::SeqCst), Ordering::SeqCst);
+        self.entries
+            .fetch_add(other.entries.swap(0, Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// The calls left.
+    pub fn calls_left(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// At most `limit` folders of a listing, in S3's (byte) order, and where it stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FolderPage {
     /// The folders, each ending in `/`.
     pub folders: Vec<String>,
-    /// Whether more folders follow the last one.
-    pub more: bool,
+    /// `None` when the listing reached the end of the prefix; otherwise the `StartAfter`
+    /// that resumes right after the last key or folder read (more may follow).
+    pub resume: Option<String>,
 }
 
 /// The `StartAfter` that skips `folder` (ending in `/`) and everything inside it: the
 /// trailing `/` (0x2F) becomes `0` (0x30), which sorts after every key in the folder and
 /// before every later folder, so S3 does not walk the folder's objects again.
-fn after_folder(folder: &str) -> String {
+pub fn after_folder(folder: &str) -> String {
     match folder.strip_suffix('/') {
         Some(stem) => format!("{stem}0"),
         None => folder.to_owned(),
     }
 }
 
+/// A name of a listing answered with `encoding-type=url`, decoded (`+` is a space, as
+/// S3 encodes it; a literal `+` comes as `%2B`). A name that does not decode to UTF-8
+/// is kept as sent.
+fn decode(name: &str) -> String {
+    let spaced: Cow<'_, str> = if name.contains('+') {
+        Cow::Owned(name.replace('+', " "))
+    } else {
+        Cow::Borrowed(name)
+    };
+    match percent_encoding::percent_decode_str(&spaced).decode_utf8() {
+        Ok(decoded) => decoded.into_owned(),
+        Err(_) => name.to_owned(),
+    }
+}
+
 /// The common prefixes directly under `prefix` (delimiter `/`) that sort after `after`
-/// (a folder of a previous page, or any key), at most `limit` of them. Reads S3 only until
-/// `limit + 1` folders are known, so memory is bounded by `limit`, not by the bucket.
+/// (a `StartAfter` position: a previous page's `resume`), at most `limit` of them, read
+/// within `budget`. Memory is bounded by `limit` and the budget, not by the bucket.
 pub async fn list_folders_page(
     client: &Client,
     bucket: &str,
     prefix: &str,
     after: Option<&str>,
     limit: usize,
+    budget: &ListBudget,
 ) -> Result<FolderPage, ListError> {
     let mut folders: Vec<String> = Vec::new();
     let mut token: Option<String> = None;
-    let start_after = after.map(after_folder);
+    // Everything up to here has been read: the position a cut page resumes from.
+    // (A position before the prefix is the same as none.)
+    let after = after.filter(|a| *a >= prefix);
+    let mut read_to: Option<String> = after.map(str::to_owned);
+    let stopped_at =
+        |read_to: &Option<String>| Some(read_to.clone().unwrap_or_else(|| prefix.to_owned()));
     loop {
-        let wanted = (limit + 1 - folders.len()).min(S3_PAGE);
+        if folders.len() >= limit {
+            return Ok(FolderPage {
+                resume: stopped_at(&read_to),
+                folders,
+            });
+        }
+        let room = (limit - folders.len()).min(S3_PAGE);
+        let Some(granted) = budget.take(room) else {
+            return Ok(FolderPage {
+                resume: stopped_at(&read_to),
+                folders,
+            });
+        };
         let page = client
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
             .delimiter("/")
-            .max_keys(i32::try_from(wanted).unwrap_or(1000))
-            .set_start_after(start_after.clone())
+            .encoding_type(EncodingType::Url)
+            .max_keys(i32::try_from(granted).unwrap_or(1000))
+            .set_start_after(after.filter(|_| token.is_none()).map(str::to_owned))
             .set_continuation_token(token.take())
             .send()
             .await
@@ -63,26 +196,40 @@ pub async fn list_folders_page(
                 prefix: prefix.to_owned(),
                 message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
             })?;
-        folders.extend(
-            page.common_prefixes()
-                .iter()
-                .filter_map(|p| p.prefix())
-                .filter(|p| after.is_none_or(|a| *p > a))
-                .map(str::to_owned),
-        );
-        if folders.len() > limit {
-            folders.truncate(limit);
-            return Ok(FolderPage {
-                folders,
-                more: true,
-            });
+        let keys: Vec<String> = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .map(decode)
+            .collect();
+        let prefixes: Vec<String> = page
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix())
+            .map(decode)
+            .collect();
+        budget.refund(granted.saturating_sub(keys.len() + prefixes.len()));
+        let ends = keys
+            .last()
+            .cloned()
+            .into_iter()
+            .chain(prefixes.last().map(|p| after_folder(p)));
+        for end in ends {
+            if read_to.as_ref().is_none_or(|r| end > *r) {
+                read_to = Some(end);
+            }
         }
+        folders.extend(
+            prefixes
+                .into_iter()
+                .filter(|p| after.is_none_or(|a| p.as_str() > a)),
+        );
         match page.next_continuation_token() {
             Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
             _ => {
                 return Ok(FolderPage {
                     folders,
-                    more: false,
+                    resume: None,
                 });
             }
         }
@@ -102,5 +249,46 @@ mod tests {
         assert!("data/hotkey=M/job_id=j10/" > a.as_str());
         assert!("data/hotkey=M/job_id=j1a/" > a.as_str());
         assert!("data/hotkey=M/job_id=j2/" > a.as_str());
+        let empty = after_folder("data/hotkey=M/job_id=/");
+        assert!("data/hotkey=M/job_id=/f" < empty.as_str());
+        assert!("data/hotkey=M/job_id=-/" < "data/hotkey=M/job_id=/");
+        assert!("data/hotkey=M/job_id=0/" > empty.as_str());
+        assert!("data/hotkey=M/job_id=0zz/" > empty.as_str());
+    }
+
+    #[test]
+    fn names_decode_as_s3_encodes_them() {
+        assert_eq!(decode("a%2Bb+c%2F%EF%BF%BF"), "a+b c/\u{FFFF}");
+        assert_eq!(decode("job_id=%01/"), "job_id=\u{1}/");
+        assert_eq!(decode("%FF"), "%FF");
+    }
+
+    #[test]
+    fn a_budget_grants_no_more_calls_or_entries_than_it_holds() {
+        let budget = ListBudget::new(3, 2500);
+        assert_eq!(budget.take(1000), Some(1000));
+        budget.refund(990);
+        assert_eq!(budget.take(1000), Some(1000));
+        assert_eq!(budget.take(1000), Some(1000));
+        assert_eq!(budget.take(1000), None, "three calls spent");
+        let budget = ListBudget::new(10, 1500);
+        assert_eq!(budget.take(1000), Some(1000));
+        assert_eq!(budget.take(1000), Some(500));
+        assert_eq!(budget.take(1000), None, "entries spent");
+        assert_eq!(budget.calls_left(), 8);
+        let budget = ListBudget::new(3, 5);
+        let first = budget.half(false);
+        assert_eq!(first.take(10), Some(2));
+        assert_eq!(first.take(10), None, "one call, two entries");
+        budget.give_back(&first);
+        assert_eq!(budget.take(10), Some(3));
+        assert_eq!(
+            budget.take(10),
+            None,
+            "the first listing's entries stay spent"
+        );
+        let last = ListBudget::new(1, 1);
+        assert_eq!(last.half(false).take(1), None);
+        assert_eq!(last.half(true).take(1), Some(1));
     }
 }

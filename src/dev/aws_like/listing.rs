@@ -2,6 +2,8 @@
 //! `encoding-type=url`: S3 then encodes `Key`, `Prefix`, `Delimiter` and `StartAfter`
 //! (`Marker` and `NextMarker` in ListObjects), and clients such as botocore decode them.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::*;
 
@@ -42,6 +44,17 @@ impl Encoding {
     pub fn element(self, value: Option<String>) -> Option<String> {
         value.map(|v| self.name(&v))
     }
+}
+
+/// The continuation token after `key`: opaque base64, as S3's are, so no key's characters
+/// reach the XML answer raw.
+pub fn key_token(key: &str) -> String {
+    STANDARD.encode(key)
+}
+
+/// The key a token of [`key_token`] resumes after, if it is one.
+pub fn token_key(token: &str) -> Option<String> {
+    String::from_utf8(STANDARD.decode(token).ok()?).ok()
 }
 
 /// The `Contents` and `CommonPrefixes` of a page, each `None` when empty.

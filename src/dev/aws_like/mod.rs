@@ -176,13 +176,16 @@ impl<T: S3> S3 for AwsLike<T> {
         let input = req.input;
         self.check_bucket(&input.bucket)?;
         let max = page(input.max_keys);
-        let after = match (
-            input.continuation_token.as_deref(),
-            input.start_after.as_deref(),
-        ) {
-            (Some(token), _) => Some(token),
-            (None, start) => start,
+        let resumed = match input.continuation_token.as_deref() {
+            Some(token) => Some(listing::token_key(token).ok_or_else(|| {
+                s3_error!(
+                    InvalidArgument,
+                    "The continuation token provided is incorrect"
+                )
+            })?),
+            None => None,
         };
+        let after = resumed.as_deref().or(input.start_after.as_deref());
         let prefix = input.prefix.clone().unwrap_or_default();
         let listed = self.index.list(
             &input.bucket,
@@ -201,7 +204,11 @@ impl<T: S3> S3 for AwsLike<T> {
             max_keys: Some(i32::try_from(max).unwrap_or(MAX_KEYS_PER_PAGE)),
             key_count: Some(i32::try_from(key_count).unwrap_or(MAX_KEYS_PER_PAGE)),
             is_truncated: Some(listed.truncated),
-            next_continuation_token: listed.last.clone().filter(|_| listed.truncated),
+            next_continuation_token: listed
+                .last
+                .as_deref()
+                .filter(|_| listed.truncated)
+                .map(listing::key_token),
             continuation_token: input.continuation_token,
             start_after: encoding.element(input.start_after),
             encoding_type: input.encoding_type,
