@@ -96,7 +96,7 @@ impl Walk<'_> {
                     self.budget.clone()
                 } else {
                     self.started = true;
-                    Arc::new(self.budget.half(true))
+                    Arc::new(self.budget.reserve())
                 };
                 let task_budget = budget.clone();
                 let (client, bucket) = (self.client.clone(), self.bucket.to_owned());
@@ -210,7 +210,7 @@ pub async fn page_job_folders(
     loop {
         // The miner list may use at most half of what is left, so the miners' own
         // listings always get to read: every request moves the cursor forward.
-        let share = walk.budget.half(false);
+        let share = walk.budget.half();
         let batch = list_folders_page(
             client,
             bucket,

@@ -12,6 +12,7 @@
 //!   miner can write (control characters, U+FFFF) can break S3's XML answer.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_s3::Client;
@@ -40,6 +41,8 @@ pub struct ListError {
 pub struct ListBudget {
     calls: AtomicUsize,
     entries: AtomicUsize,
+    /// Drawn on once this one is spent (for a share reserved out of a larger budget).
+    then: Option<Arc<ListBudget>>,
 }
 
 impl Default for ListBudget {
@@ -54,11 +57,19 @@ impl ListBudget {
         Self {
             calls: AtomicUsize::new(calls),
             entries: AtomicUsize::new(entries),
+            then: None,
         }
     }
 
-    /// Takes one call of at most `wanted` entries; `None` when the budget is spent.
+    /// Takes one call of at most `wanted` entries, from this budget or else the one it
+    /// falls back on; `None` when both are spent.
     fn take(&self, wanted: usize) -> Option<usize> {
+        self.take_own(wanted)
+            .or_else(|| self.then.as_ref()?.take(wanted))
+    }
+
+    /// Takes one call of at most `wanted` entries from this budget alone.
+    fn take_own(&self, wanted: usize) -> Option<usize> {
         let mut granted = 0;
         self.entries
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
@@ -84,19 +95,22 @@ impl ListBudget {
         self.entries.fetch_add(entries, Ordering::SeqCst);
     }
 
-    /// Moves half of what is left into a budget of its own: rounded down, so a listing
-    /// that runs first leaves at least as much to those after it; or rounded up, so the
-    /// listing that must move the cursor gets at least one call when one is left.
-    pub fn half(&self, round_up: bool) -> Self {
-        let take_half = |counter: &AtomicUsize| {
-            let mut taken = 0;
-            let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                taken = if round_up { left.div_ceil(2) } else { left / 2 };
-                Some(left - taken)
-            });
-            taken
-        };
-        Self::new(take_half(&self.calls), take_half(&self.entries))
+    /// Moves half of what is left (rounded down) into a budget of its own, so a listing
+    /// that runs first leaves at least as much to those after it.
+    pub fn half(&self) -> Self {
+        Self::new(
+            take_half(&self.calls, false),
+            take_half(&self.entries, false),
+        )
+    }
+
+    /// Reserves half of what is left (rounded up, so at least one call while one is left)
+    /// for the listing that must move the cursor; once spent it draws on the rest.
+    pub fn reserve(self: &Arc<Self>) -> Self {
+        Self {
+            then: Some(self.clone()),
+            ..Self::new(take_half(&self.calls, true), take_half(&self.entries, true))
+        }
     }
 
     /// Takes back what `other` (made by [`ListBudget::half`]) did not spend.
@@ -111,6 +125,16 @@ impl ListBudget {
     pub fn calls_left(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
+}
+
+/// Takes half of `counter` (rounded up or down) and returns it.
+fn take_half(counter: &AtomicUsize, round_up: bool) -> usize {
+    let mut taken = 0;
+    let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+        taken = if round_up { left.div_ceil(2) } else { left / 2 };
+        Some(left - taken)
+    });
+    taken
 }
 
 /// At most `limit` folders of a listing, in S3's (byte) order, and where it stopped.
@@ -277,7 +301,7 @@ mod tests {
         assert_eq!(budget.take(1000), None, "entries spent");
         assert_eq!(budget.calls_left(), 8);
         let budget = ListBudget::new(3, 5);
-        let first = budget.half(false);
+        let first = budget.half();
         assert_eq!(first.take(10), Some(2));
         assert_eq!(first.take(10), None, "one call, two entries");
         budget.give_back(&first);
@@ -287,8 +311,16 @@ mod tests {
             None,
             "the first listing's entries stay spent"
         );
-        let last = ListBudget::new(1, 1);
-        assert_eq!(last.half(false).take(1), None);
-        assert_eq!(last.half(true).take(1), Some(1));
+        let last = Arc::new(ListBudget::new(1, 1));
+        assert_eq!(last.half().take(1), None);
+        let reserved = last.reserve();
+        assert_eq!(reserved.take(1), Some(1));
+        assert_eq!(reserved.take(1), None);
+        let shared = Arc::new(ListBudget::new(4, 4000));
+        let reserved = shared.reserve();
+        for _ in 0..4 {
+            assert!(reserved.take(1000).is_some(), "its half, then the rest");
+        }
+        assert_eq!(reserved.take(1000), None);
     }
 }

@@ -133,6 +133,47 @@ pub struct S3Server {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A bucket of an S3 endpoint started elsewhere.
+pub struct RemoteS3 {
+    /// An SDK client for the endpoint.
+    pub client: aws_sdk_s3::Client,
+    /// The bucket.
+    pub bucket: String,
+}
+
+impl RemoteS3 {
+    /// Stores `keys` (8 bytes each), 32 at a time.
+    pub async fn put_many(&self, keys: Vec<String>) {
+        put_many(&self.client, &self.bucket, keys).await;
+    }
+}
+
+/// Stores `keys` (8 bytes each) in `bucket` through the S3 API, 32 at a time.
+pub async fn put_many(client: &aws_sdk_s3::Client, bucket: &str, keys: Vec<String>) {
+    let mut running: tokio::task::JoinSet<Result<(), String>> = tokio::task::JoinSet::new();
+    for key in keys {
+        if running.len() >= 32 {
+            let done = running.join_next().await.expect("a running put");
+            done.expect("task").expect("put");
+        }
+        let (client, bucket) = (client.clone(), bucket.to_owned());
+        running.spawn(async move {
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(vec![1u8; 8].into())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        done.expect("task").expect("put");
+    }
+}
+
 impl S3Server {
     /// Starts the server with bucket [`BUCKET`] and the test credentials.
     pub async fn start() -> Self {
@@ -191,29 +232,23 @@ impl S3Server {
 
     /// Stores `keys` (8 bytes each) through the S3 API, 32 at a time.
     pub async fn put_many(&self, keys: Vec<String>) {
-        let mut running: tokio::task::JoinSet<Result<(), String>> = tokio::task::JoinSet::new();
-        for key in keys {
-            if running.len() >= 32 {
-                let done = running.join_next().await.expect("a running put");
-                done.expect("task").expect("put");
-            }
-            let client = self.client.clone();
-            running.spawn(async move {
-                client
-                    .put_object()
-                    .bucket(BUCKET)
-                    .key(&key)
-                    .body(vec![1u8; 8].into())
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        format!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
-                    })
-            });
-        }
-        while let Some(done) = running.join_next().await {
-            done.expect("task").expect("put");
+        put_many(&self.client, BUCKET, keys).await;
+    }
+
+    /// A client of another S3 endpoint (such as `dev`'s) with `bucket`.
+    pub fn client_for(endpoint: &str, access: &str, secret: &str, bucket: &str) -> RemoteS3 {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                access, secret, None, None, "tests",
+            ))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .build();
+        RemoteS3 {
+            client: aws_sdk_s3::Client::from_conf(config),
+            bucket: bucket.to_owned(),
         }
     }
 
