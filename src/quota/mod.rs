@@ -4,8 +4,10 @@
 //! concurrent requests can never overshoot a limit. [`Quotas`] picks the Redis store when
 //! one is configured and falls back to in-process counters (or rejects) when Redis fails.
 
+pub mod expiry;
 pub mod memory;
 pub mod redis_store;
+pub mod replay;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +17,7 @@ use chrono::{DateTime, Utc};
 
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
+pub use replay::ReplayRecords;
 
 /// The keys and limits of one quota check.
 #[derive(Debug, Clone, PartialEq, Eq)]
