@@ -203,6 +203,12 @@ pub async fn metrics(
     );
     gauge(
         &mut out,
+        "s3_auth_replay_records_dropped",
+        "Used signatures and nonces forgotten before their expiry because the in-process record was full.",
+        state.access.quotas.replay_records_dropped() as f64,
+    );
+    gauge(
+        &mut out,
         "s3_auth_redis_up",
         "1 when the last Redis operation succeeded.",
         f64::from(u8::from(state.access.quotas.redis_ok())),
@@ -483,6 +489,7 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
             "redis_configured": state.access.quotas.uses_redis(),
             "fallback_activations": state.access.quotas.fallback_activations(),
             "replay_checks_in_process": state.access.quotas.replay_checks_in_process(),
+            "replay_records_dropped": state.access.quotas.replay_records_dropped(),
         },
         "stats": {
             "uptime_hours": (uptime_hours * 1000.0).round() / 1000.0,

@@ -1,15 +1,26 @@
 //! In-process quota counters with the same semantics as the Redis store.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::expiry::ExpiryMap;
+use super::replay::{ReplayRecords, Reserve};
 use super::{QuotaCheck, QuotaDecision, QuotaError, QuotaStore};
 
-/// Counters in a map; an entry is dropped once its TTL has passed.
-#[derive(Debug, Default)]
+/// Counters that expire in order (no scan of the map), and the used signatures.
+#[derive(Debug)]
 pub struct MemoryStore {
-    counters: Mutex<HashMap<String, (u64, Instant)>>,
+    counters: Mutex<ExpiryMap<String, u64>>,
+    replays: ReplayRecords,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            counters: Mutex::new(ExpiryMap::new(Instant::now())),
+            replays: ReplayRecords::new(),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -18,7 +29,12 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with_map<T>(&self, f: impl FnOnce(&mut HashMap<String, (u64, Instant)>) -> T) -> T {
+    /// The signatures and nonces recorded as used in this process.
+    pub fn replays(&self) -> &ReplayRecords {
+        &self.replays
+    }
+
+    fn with_counters<T>(&self, f: impl FnOnce(&mut ExpiryMap<String, u64>) -> T) -> T {
         // A poisoned lock only means another thread panicked mid-update of plain counters;
         // the map is still usable.
         let mut guard = self
@@ -27,49 +43,48 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
-}
 
-fn live(entry: Option<&(u64, Instant)>, now: Instant) -> u64 {
-    match entry {
-        Some(&(n, expires)) if expires > now => n,
-        _ => 0,
+    /// Checks both limits of `check` and, only when both allow, counts the request; its
+    /// replay guard is not looked at.
+    pub fn count(&self, check: &QuotaCheck) -> QuotaDecision {
+        let now = Instant::now();
+        self.with_counters(|map| {
+            map.expire(now);
+            let global = map.get(&check.global_key, now).copied().unwrap_or(0);
+            if global >= check.global_limit {
+                return QuotaDecision::GlobalExhausted;
+            }
+            let used = map.get(&check.hotkey_key, now).copied().unwrap_or(0);
+            if used >= check.limit {
+                return QuotaDecision::HotkeyExhausted;
+            }
+            map.set(check.hotkey_key.clone(), used + 1, check.ttl_secs, now);
+            map.set(check.global_key.clone(), global + 1, check.ttl_secs, now);
+            QuotaDecision::Allowed { used: used + 1 }
+        })
     }
 }
 
 impl QuotaStore for MemoryStore {
     async fn acquire(&self, check: &QuotaCheck) -> Result<QuotaDecision, QuotaError> {
-        let now = Instant::now();
-        Ok(self.with_map(|map| {
-            if map.len() > 10_000 {
-                map.retain(|_, (_, expires)| *expires > now);
-            }
-            if let Some(replay) = &check.replay
-                && live(map.get(&replay.key), now) > 0
-            {
-                return QuotaDecision::Replayed;
-            }
-            let global = live(map.get(&check.global_key), now);
-            if global >= check.global_limit {
-                return QuotaDecision::GlobalExhausted;
-            }
-            let used = live(map.get(&check.hotkey_key), now);
-            if used >= check.limit {
-                return QuotaDecision::HotkeyExhausted;
-            }
-            let expires = now + Duration::from_secs(check.ttl_secs);
-            map.insert(check.hotkey_key.clone(), (used + 1, expires));
-            map.insert(check.global_key.clone(), (global + 1, expires));
-            if let Some(replay) = &check.replay {
-                let expires = now + Duration::from_secs(replay.ttl_secs);
-                map.insert(replay.key.clone(), (1, expires));
-            }
-            QuotaDecision::Allowed { used: used + 1 }
-        }))
+        let reservation = match &check.replay {
+            Some(guard) => match self.replays.reserve(&guard.key) {
+                Reserve::Used => return Ok(QuotaDecision::Replayed),
+                Reserve::Reserved(held) => Some((held, guard.ttl_secs)),
+            },
+            None => None,
+        };
+        let decision = self.count(check);
+        // A refused request leaves its signature unused (dropping the reservation).
+        if let (QuotaDecision::Allowed { .. }, Some((held, ttl_secs))) = (decision, reservation) {
+            held.keep(ttl_secs);
+        }
+        Ok(decision)
     }
 
     async fn get(&self, key: &str) -> Result<u64, QuotaError> {
         let now = Instant::now();
-        Ok(self.with_map(|map| live(map.get(key), now)))
+        Ok(self.with_counters(|map| map.get(key, now).copied().unwrap_or(0)))
     }
 }
 

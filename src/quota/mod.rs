@@ -3,9 +3,14 @@
 //! A [`QuotaStore`] checks both limits and counts a request in one atomic step, so
 //! concurrent requests can never overshoot a limit. [`Quotas`] picks the Redis store when
 //! one is configured and falls back to in-process counters (or rejects) when Redis fails.
+//! Used signatures and nonces are also recorded in process ([`replay::ReplayRecords`])
+//! whichever store answered, and checked there first.
 
+pub mod check;
+pub mod expiry;
 pub mod memory;
 pub mod redis_store;
+pub mod replay;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,92 +18,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use replay::Reserve;
+
+pub use check::{QuotaCheck, ReplayGuard, day_key, global_key, secs_until_utc_midnight};
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
-
-/// The keys and limits of one quota check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaCheck {
-    /// Counter of the caller for the day: `{prefix}{hotkey}:{YYYY-MM-DD}`.
-    pub hotkey_key: String,
-    /// Counter of the service for the day: `{prefix}GLOBAL:{YYYY-MM-DD}`.
-    pub global_key: String,
-    /// Requests the caller may make in the day.
-    pub limit: u64,
-    /// Requests the service accepts in the day.
-    pub global_limit: u64,
-    /// Seconds until the counters may be forgotten (a little after the UTC day ends).
-    pub ttl_secs: u64,
-    /// The signature to record as used, when replay protection is on.
-    pub replay: Option<ReplayGuard>,
-}
-
-/// A signature that may be accepted only once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplayGuard {
-    /// `{prefix}replay:{hotkey}:{signature hex}`.
-    pub key: String,
-    /// How long the record is kept: as long as the signed timestamp stays acceptable.
-    pub ttl_secs: u64,
-}
-
-impl ReplayGuard {
-    /// The record of `signature` (its 64 bytes, so no spelling of the hex can slip past)
-    /// by `hotkey`, kept for `ttl_secs`.
-    pub fn new(prefix: &str, hotkey: &str, signature: &[u8; 64], ttl_secs: u64) -> Self {
-        Self {
-            key: format!("{prefix}replay:{hotkey}:{}", hex::encode(signature)),
-            ttl_secs: ttl_secs.max(1),
-        }
-    }
-}
-
-impl ReplayGuard {
-    /// The record of a Tao v2 `nonce` by `hotkey`, kept for `ttl_secs`.
-    pub fn nonce(prefix: &str, hotkey: &str, nonce: &str, ttl_secs: u64) -> Self {
-        Self {
-            key: format!("{prefix}tao-nonce:{hotkey}:{nonce}"),
-            ttl_secs: ttl_secs.max(1),
-        }
-    }
-}
-
-impl QuotaCheck {
-    /// The check for `hotkey` at `now`, with keys under `prefix`.
-    pub fn new(
-        prefix: &str,
-        hotkey: &str,
-        limit: u64,
-        global_limit: u64,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let day = day_key(now);
-        Self {
-            hotkey_key: format!("{prefix}{hotkey}:{day}"),
-            global_key: global_key(prefix, now),
-            limit,
-            global_limit,
-            ttl_secs: secs_until_utc_midnight(now) + 60,
-            replay: None,
-        }
-    }
-}
-
-/// The UTC date of `now` as `YYYY-MM-DD`.
-pub fn day_key(now: DateTime<Utc>) -> String {
-    crate::timefmt::iso_day(&now)
-}
-
-/// The global counter's key for the day of `now`.
-pub fn global_key(prefix: &str, now: DateTime<Utc>) -> String {
-    format!("{prefix}GLOBAL:{}", day_key(now))
-}
-
-/// Seconds from `now` to the next UTC midnight (at least 1).
-pub fn secs_until_utc_midnight(now: DateTime<Utc>) -> u64 {
-    let secs_of_day = now.timestamp().rem_euclid(86_400);
-    (86_400 - secs_of_day).max(1) as u64
-}
+pub use replay::ReplayRecords;
 
 /// The result of a quota check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +179,13 @@ impl Quotas {
         self.replay_checks_in_process.load(Ordering::Relaxed)
     }
 
+    /// How many used signatures and nonces were forgotten before their expiry because the
+    /// in-process record was full ([`replay::MAX_RECORDS`]): a replay of those is caught
+    /// only by Redis.
+    pub fn replay_records_dropped(&self) -> u64 {
+        self.memory.replays().dropped()
+    }
+
     /// Pings Redis (bounded by the store's timeouts) and records the result; `None` when
     /// Redis is not configured or its first connection is still being made.
     pub async fn probe_redis(&self) -> Option<bool> {
@@ -314,6 +246,12 @@ impl Quotas {
 
     /// Checks and counts one request of `hotkey` against `limit` and the global limit,
     /// and, given a signature, refuses it if it was accepted before (one round trip).
+    ///
+    /// The signature is first held in process, so of concurrent copies only one reaches a
+    /// store, and one recorded in process (accepted here while Redis answered or not) is
+    /// refused without asking Redis. Redis still refuses one accepted by another instance.
+    /// An accepted signature, or one Redis says is used, stays recorded in process for its
+    /// TTL; a request refused for its quota, or not answered, leaves it unused.
     pub async fn acquire(
         &self,
         hotkey: &str,
@@ -323,11 +261,36 @@ impl Quotas {
         now: DateTime<Utc>,
     ) -> Result<QuotaOutcome, QuotaUnavailable> {
         let mut check = QuotaCheck::new(&self.prefix, hotkey, limit, global_limit, now);
+        let held = match &replay {
+            Some(guard) => match self.memory.replays().reserve(&guard.key) {
+                Reserve::Used => {
+                    return Ok(QuotaOutcome {
+                        decision: QuotaDecision::Replayed,
+                        backend: Backend::Memory,
+                    });
+                }
+                Reserve::Reserved(held) => Some((held, guard.ttl_secs)),
+            },
+            None => None,
+        };
         check.replay = replay;
+        // Dropping `held` on an early return (or if this future is dropped) frees the key.
+        let outcome = self.count(&check).await?;
+        if let (QuotaDecision::Allowed { .. } | QuotaDecision::Replayed, Some((held, ttl_secs))) =
+            (outcome.decision, held)
+        {
+            held.keep(ttl_secs);
+        }
+        Ok(outcome)
+    }
+
+    /// Asks Redis (which also checks the replay guard) or, when it fails and fallback is
+    /// on, counts in process (the guard is already held there).
+    async fn count(&self, check: &QuotaCheck) -> Result<QuotaOutcome, QuotaUnavailable> {
         if let Some(redis) = &self.redis {
             if !self.redis_skipped() {
                 let failures_before = self.redis_failures.load(Ordering::SeqCst);
-                match redis.acquire(&check).await {
+                match redis.acquire(check).await {
                     Ok(decision) => {
                         // Only when no other call saw Redis fail meanwhile.
                         if self.redis_failures.load(Ordering::SeqCst) == failures_before {
@@ -351,13 +314,8 @@ impl Quotas {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
-        let decision = self
-            .memory
-            .acquire(&check)
-            .await
-            .map_err(|_| QuotaUnavailable)?;
         Ok(QuotaOutcome {
-            decision,
+            decision: self.memory.count(check),
             backend: Backend::Memory,
         })
     }
@@ -378,20 +336,52 @@ impl Quotas {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use std::sync::Arc;
 
-    #[test]
-    fn keys_and_ttl() {
-        let now = Utc
-            .with_ymd_and_hms(2025, 11, 22, 23, 59, 30)
-            .single()
-            .expect("valid date");
-        let c = QuotaCheck::new("", "5Abc", 50, 500_000, now);
-        assert_eq!(c.hotkey_key, "5Abc:2025-11-22");
-        assert_eq!(c.global_key, "GLOBAL:2025-11-22");
-        assert_eq!(secs_until_utc_midnight(now), 30);
-        assert_eq!(c.ttl_secs, 90);
-        let c = QuotaCheck::new("q:", "5Abc", 50, 500_000, now);
-        assert_eq!(c.global_key, "q:GLOBAL:2025-11-22");
+    fn guard(signature: u8) -> Option<ReplayGuard> {
+        Some(ReplayGuard::new("q:", "5Abc", &[signature; 64], 60))
+    }
+
+    async fn decide(quotas: &Quotas, limit: u64, signature: u8) -> QuotaDecision {
+        let outcome = quotas.acquire("5Abc", limit, 1_000, guard(signature), Utc::now());
+        outcome.await.map(|o| o.decision).expect("in process")
+    }
+
+    #[tokio::test]
+    async fn a_signature_refused_for_its_quota_is_not_recorded() {
+        let quotas = Quotas::new(None, OnRedisError::Fallback, "q:");
+        assert_eq!(
+            decide(&quotas, 1, 1).await,
+            QuotaDecision::Allowed { used: 1 }
+        );
+        assert_eq!(decide(&quotas, 1, 1).await, QuotaDecision::Replayed);
+        assert_eq!(decide(&quotas, 1, 2).await, QuotaDecision::HotkeyExhausted);
+        // With a higher limit the same signature is accepted once, then refused.
+        assert_eq!(
+            decide(&quotas, 2, 2).await,
+            QuotaDecision::Allowed { used: 2 }
+        );
+        assert_eq!(decide(&quotas, 2, 2).await, QuotaDecision::Replayed);
+        assert_eq!(quotas.replay_records_dropped(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn of_concurrent_copies_of_a_signature_exactly_one_is_counted() {
+        let quotas = Arc::new(Quotas::new(None, OnRedisError::Fallback, "q:"));
+        let mut running = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let quotas = Arc::clone(&quotas);
+            running.spawn(async move { decide(&quotas, 100, 7).await });
+        }
+        let decisions = running.join_all().await;
+        let allowed = decisions
+            .iter()
+            .filter(|d| matches!(d, QuotaDecision::Allowed { .. }))
+            .count();
+        assert_eq!(allowed, 1, "{decisions:?}");
+        assert_eq!(
+            decide(&quotas, 100, 8).await,
+            QuotaDecision::Allowed { used: 2 }
+        );
     }
 }
