@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Sourced by scripts/bench.sh and scripts/soak.sh: builds the release binaries, then starts
-# a redis-server and the service (on loopback, with a metagraph of the load generator's
+# Sourced by scripts/bench.sh, scripts/soak.sh and scripts/bench-sustained.sh: builds the
+# release binaries, then starts a redis-server (unless BENCH_QUOTA=memory) and the service (on loopback, with a metagraph of the load generator's
 # 256 keys and limits out of reach) and waits until /readyz answers.
 #
 # Expects `work` (a scratch directory) and `pids` (an array the caller's cleanup kills).
@@ -17,9 +17,14 @@ bin="$CARGO_TARGET_DIR/release"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-redis_port="$(free_port)"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
-pids+=($!)
+# BENCH_QUOTA=memory: no Redis, quotas and replay records in process.
+redis_env=()
+if [ "${BENCH_QUOTA:-redis}" != memory ]; then
+  redis_port="$(free_port)"
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
+  pids+=($!)
+  redis_env=(REDIS_URL="redis://127.0.0.1:$redis_port/0")
+fi
 "$bin/s3-auth-loadgen" --keys 256 --validators 8 metagraph --out "$work/metagraph.json"
 
 api_port="$(free_port)"
@@ -28,7 +33,7 @@ start_ns="$(date +%s%N)"
 env -i PATH="$PATH" HOME="$HOME" \
   HOST=127.0.0.1 PORT="$api_port" S3_BUCKET=bench-bucket S3_REGION=us-east-2 \
   S3_ENDPOINT_URL="http://127.0.0.1:9" AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=benchsecret \
-  METAGRAPH_FILE="$work/metagraph.json" REDIS_URL="redis://127.0.0.1:$redis_port/0" \
+  METAGRAPH_FILE="$work/metagraph.json" "${redis_env[@]}" \
   DAILY_LIMIT_PER_MINER=1000000000 DAILY_LIMIT_PER_VALIDATOR=1000000000 TOTAL_DAILY_LIMIT=1000000000000 \
   MAX_CONCURRENT_REQUESTS=4096 LOG_LEVEL=warn \
   TAO_CLOCK_SKEW_MS=300000 \
