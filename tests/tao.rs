@@ -77,6 +77,26 @@ async fn a_miner_uploads_one_file_by_post_and_a_second_time_gets_409() {
 }
 
 #[tokio::test]
+async fn empty_upload_names_get_422_in_pydantics_shape() {
+    let app = TestApp::start().await;
+    for (job_id, filename, field) in [("", "f.bin", "job_id"), ("j", "", "filename")] {
+        let body =
+            serde_json::to_vec(&json!({"job_id": job_id, "filename": filename})).expect("json");
+        let answer = post_signed(
+            &app,
+            "/get-file-upload-url",
+            &body,
+            &sign(&app.keys.miner, &body),
+        )
+        .await;
+        let issue = json!({"type": "string_too_short", "loc": ["body", field],
+                           "msg": "String should have at least 1 character"});
+        assert_eq!(answer, (422, json!({"detail": [issue]})), "{field}");
+    }
+    assert!(app.s3.keys("data/").await.is_empty(), "nothing was granted");
+}
+
+#[tokio::test]
 async fn an_upload_whose_existence_check_fails_gets_503_with_retry_after() {
     // Nothing listens at S3: the HeadObject before the grant cannot answer.
     let app = TestApp::start_with(Options {

@@ -213,6 +213,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Records a problem found by the caller's own checks of a field.
+    pub fn issue(&mut self, issue: ValidationIssue) {
+        self.issues.push(issue);
+    }
+
     /// Finishes: the collected issues as a 422, if any.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.issues.is_empty() {

@@ -59,16 +59,28 @@ pub struct MinerListResponse {
     pub list_url: String,
 }
 
-fn segment(f: &mut Fields<'_>, name: &str) -> (String, Option<ValidationIssue>) {
+/// Reads `name` as one path segment: missing or not a string is reported by `f`; an
+/// empty string is pydantic's `string_too_short` (a `min_length=1` field), any other value
+/// that is not one safe segment `string_pattern_mismatch`.
+fn segment(f: &mut Fields<'_>, body: &JsonObject, name: &str) -> String {
     let value = f.string(name);
-    let issue = (!value.is_empty() && !valid_segment(&value)).then(|| {
-        ValidationIssue::field(
+    if !matches!(body.0.get(name), Some(serde_json::Value::String(_))) {
+        return value;
+    }
+    if value.is_empty() {
+        f.issue(ValidationIssue::field(
+            name,
+            "string_too_short",
+            "String should have at least 1 character",
+        ));
+    } else if !valid_segment(&value) {
+        f.issue(ValidationIssue::field(
             name,
             "string_pattern_mismatch",
             "One path segment of letters, digits and ._-= (not . or ..)",
-        )
-    });
-    (value, issue)
+        ));
+    }
+    value
 }
 
 /// Grants a registered miner an upload of one file (Tao v2 headers required).
@@ -95,24 +107,18 @@ pub async fn get_file_upload_url(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
-    let (job_id, job_issue) = segment(&mut f, "job_id");
-    let (filename, file_issue) = segment(&mut f, "filename");
+    let job_id = segment(&mut f, &body, "job_id");
+    let filename = segment(&mut f, &body, "filename");
     f.finish()?;
-    let mut issues: Vec<ValidationIssue> = job_issue.into_iter().chain(file_issue).collect();
     let tao = body.1.as_ref();
     let hotkey = tao.map(|t| t.hotkey.as_str()).unwrap_or_default();
-    let key = upload_key(hotkey, &job_id, &filename);
-    if key.is_none() {
-        issues.push(ValidationIssue::field(
+    let Some(key) = upload_key(hotkey, &job_id, &filename) else {
+        return Err(ApiError::Validation(vec![ValidationIssue::field(
             "filename",
             "string_too_long",
             "job_id and filename make a key longer than 1024 bytes",
-        ));
-    }
-    if !issues.is_empty() {
-        return Err(ApiError::Validation(issues));
-    }
-    let key = key.unwrap_or_default();
+        )]));
+    };
     let grant = state
         .access
         .throttled(
