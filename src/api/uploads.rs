@@ -18,12 +18,15 @@ use crate::access::ValidatorRequest;
 use crate::access::uploads::{upload_key, valid_segment};
 use crate::state::AppState;
 
-/// Body of `/get-file-upload-url` (Tao v2 headers sign it).
+/// Body of `/get-file-upload-url` (Tao v2 headers sign it); no other fields.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FileUploadRequest {
-    /// One path segment: letters, digits and `._-=`.
+    /// One path segment: letters, digits and `._-=`, not empty, `.` or `..`.
+    #[schema(min_length = 1)]
     pub job_id: String,
-    /// One path segment: letters, digits and `._-=`.
+    /// One path segment: letters, digits and `._-=`, not empty, `.` or `..`.
+    #[schema(min_length = 1)]
     pub filename: String,
 }
 
@@ -43,8 +46,9 @@ pub struct FileUploadResponse {
     pub method: String,
 }
 
-/// Body of `/get-miner-list` (Tao v2 headers sign it).
+/// Body of `/get-miner-list` (Tao v2 headers sign it); no other fields.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MinerListRequest {
     /// The miner whose folder is listed.
     pub miner_hotkey: String,
@@ -95,7 +99,7 @@ fn segment(f: &mut Fields<'_>, body: &JsonObject, name: &str) -> String {
         (status = 400, description = "A malformed X-Tao-* header", body = super::openapi::ErrorDetail),
         (status = 401, description = "`Invalid signature`, timestamp outside the skew, `Nonce already used`, or no Tao v2 headers", body = super::openapi::ErrorDetail),
         (status = 409, description = "`File already exists`", body = super::openapi::ErrorDetail),
-        (status = 422, description = "Body does not match the request model, or a segment is not allowed", body = super::openapi::ValidationErrors),
+        (status = 422, description = "Body does not match the request model (no other fields), or a segment is empty or not allowed", body = super::openapi::ValidationErrors),
         (status = 429, description = "Daily limit, or too many failed authentications (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "No metagraph, credentials or rate limiter, `S3 check failed - try again` (the existence check could not answer), or busy", body = super::openapi::ErrorDetail),
         (status = 504, description = "`S3 operation timeout - try again`", body = super::openapi::ErrorDetail),
@@ -148,7 +152,7 @@ pub async fn get_file_upload_url(
         (status = 200, description = "A ListObjectsV2 URL of one page (1 h)", body = MinerListResponse),
         (status = 400, description = "A malformed X-Tao-* header, or `miner_hotkey` missing or not SS58", body = super::openapi::ErrorDetail),
         (status = 401, description = "`You are not validator`, `Invalid signature`, timestamp outside the skew, `Nonce already used`, or no Tao v2 headers", body = super::openapi::ErrorDetail),
-        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 422, description = "Body does not match the request model (no other fields)", body = super::openapi::ValidationErrors),
         (status = 429, description = "Daily limit, or too many failed authentications (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "No metagraph, credentials or rate limiter, or busy", body = super::openapi::ErrorDetail),
     )
