@@ -1,10 +1,22 @@
-//! Tao v2 nonces: each is accepted once, across concurrent copies and a Redis restart.
+//! Tao v2 nonces: each is accepted once, across concurrent copies and a Redis restart, and
+//! `/get-file-upload-url` spends it before its existence check, which counts against the
+//! miner's daily allowance of checks (`DAILY_UPLOAD_CHECKS_PER_MINER`), not its request
+//! limit.
 
 mod support;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use support::tao::{TaoHeaders, request, sign};
 use support::{Options, TestApp};
+
+async fn post_signed(app: &TestApp, path: &str, body: &[u8], h: &TaoHeaders) -> (u16, Value) {
+    let res = request(&app.client, &format!("{}{path}", app.base), body, h)
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_is_accepted_once_across_32_concurrent_copies_with_redis() {
@@ -99,4 +111,99 @@ fn redis_nonce_key(app: &TestApp, h: &TaoHeaders) -> String {
         app.keys.miner.ss58,
         h.nonce
     )
+}
+
+fn upload_body(filename: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"job_id": "j", "filename": filename})).expect("json")
+}
+
+#[tokio::test]
+async fn a_request_answered_409_cannot_be_sent_again_and_costs_no_upload() {
+    let app = TestApp::start_with(Options {
+        env: vec![("DAILY_LIMIT_PER_MINER", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let miner = &app.keys.miner;
+    let path = "/get-file-upload-url";
+    let old = format!("data/hotkey={}/job_id=j/old.bin", miner.ss58);
+    app.s3.put_many(vec![old]).await;
+
+    let body = upload_body("old.bin");
+    let h = sign(miner, &body);
+    let conflict = json!({"detail": "File already exists"});
+    assert_eq!(post_signed(&app, path, &body, &h).await, (409, conflict));
+    // The nonce was spent before S3 was asked: the copy is refused without asking again.
+    assert_eq!(
+        post_signed(&app, path, &body, &h).await,
+        (401, json!({"detail": "Nonce already used"}))
+    );
+    // Re-checking with fresh nonces costs checks, not uploads: both uploads are still there.
+    for _ in 0..3 {
+        assert_eq!(
+            post_signed(&app, path, &body, &sign(miner, &body)).await.0,
+            409
+        );
+    }
+    for (file, remaining) in [("a.bin", "1"), ("b.bin", "0")] {
+        let body = upload_body(file);
+        let res = request(
+            &app.client,
+            &format!("{}{path}", app.base),
+            &body,
+            &sign(miner, &body),
+        )
+        .send()
+        .await
+        .expect("answer");
+        assert_eq!(res.status(), 200, "{file}");
+        assert_eq!(res.headers()["x-ratelimit-remaining"], remaining, "{file}");
+    }
+}
+
+#[tokio::test]
+async fn existence_checks_beyond_the_daily_allowance_get_429() {
+    let app = TestApp::start_with(Options {
+        env: vec![
+            ("DAILY_LIMIT_PER_MINER", "1".into()),
+            ("DAILY_UPLOAD_CHECKS_PER_MINER", "3".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let miner = &app.keys.miner;
+    let path = "/get-file-upload-url";
+    let files = ["a.bin", "b.bin", "c.bin", "d.bin"];
+    let folder = format!("data/hotkey={}/job_id=j/", miner.ss58);
+    app.s3
+        .put_many(files.iter().map(|f| format!("{folder}{f}")).collect())
+        .await;
+    for file in &files[..3] {
+        let body = upload_body(file);
+        let (status, detail) = post_signed(&app, path, &body, &sign(miner, &body)).await;
+        assert_eq!(status, 409, "{file}: {detail}");
+    }
+    let body = upload_body(files[3]);
+    let res = request(
+        &app.client,
+        &format!("{}{path}", app.base),
+        &body,
+        &sign(miner, &body),
+    )
+    .send()
+    .await
+    .expect("answer");
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        res.json::<Value>().await.expect("json"),
+        json!({"detail": "Daily limit of 3 upload checks exceeded."})
+    );
+    // Another miner's allowance is its own.
+    let other = &app.keys.other_miner;
+    let body = upload_body("new.bin");
+    assert_eq!(
+        post_signed(&app, path, &body, &sign(other, &body)).await.0,
+        200
+    );
 }

@@ -141,6 +141,9 @@ impl AccessError {
 pub struct QuotaRejection {
     /// True when the service-wide limit was hit, false for the caller's own.
     pub global: bool,
+    /// True when the caller's own limit hit was its daily allowance of upload existence
+    /// checks (`DAILY_UPLOAD_CHECKS_PER_MINER`), not its request limit.
+    pub upload_checks: bool,
     /// The limit that was hit.
     pub limit: u64,
     /// Seconds to the next UTC midnight.
@@ -222,7 +225,18 @@ impl Access {
         proof: Proof<'_>,
         now: DateTime<Utc>,
     ) -> Result<QuotaUsage, AccessError> {
-        let global_limit = self.policy.total_daily_limit;
+        let replay = self.replay_guard(hotkey, proof, now)?;
+        self.count(hotkey, limit, replay, proof, now).await
+    }
+
+    /// What records `proof` by `hotkey` as used: a Tao v2 nonce always, a body signature
+    /// when replay protection is on.
+    pub fn replay_guard(
+        &self,
+        hotkey: &str,
+        proof: Proof<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReplayGuard>, AccessError> {
         let prefix = self.quotas.prefix();
         let replay = match proof {
             Proof::Body {
@@ -242,9 +256,25 @@ impl Access {
                 nonce_ttl_secs(self.policy.tao.clock_skew_ms),
             )),
         };
+        Ok(replay)
+    }
+
+    /// Counts one request on the daily counter `counter` (a hotkey, or a hotkey's counter
+    /// of another kind such as `upload-check:{hotkey}`) against `limit` and the global
+    /// limit, recording `replay` as used in the same round trip; a replay is refused as
+    /// `proof`'s kind of reuse.
+    pub async fn count(
+        &self,
+        counter: &str,
+        limit: u64,
+        replay: Option<ReplayGuard>,
+        proof: Proof<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<QuotaUsage, AccessError> {
+        let global_limit = self.policy.total_daily_limit;
         let outcome = self
             .quotas
-            .acquire(hotkey, limit, global_limit, replay, now)
+            .acquire(counter, limit, global_limit, replay, now)
             .await
             .map_err(|_| AccessError::QuotaUnavailable)?;
         let reset_in_secs = secs_until_utc_midnight(now);
@@ -258,6 +288,7 @@ impl Access {
             }),
             QuotaDecision::HotkeyExhausted => Err(AccessError::Quota(QuotaRejection {
                 global: false,
+                upload_checks: false,
                 limit,
                 reset_in_secs,
                 reset_at,
@@ -268,6 +299,7 @@ impl Access {
             }),
             QuotaDecision::GlobalExhausted => Err(AccessError::Quota(QuotaRejection {
                 global: true,
+                upload_checks: false,
                 limit: global_limit,
                 reset_in_secs,
                 reset_at,

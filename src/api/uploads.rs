@@ -98,9 +98,9 @@ fn segment(f: &mut Fields<'_>, body: &JsonObject, name: &str) -> String {
         (status = 200, description = "A POST policy for exactly this key, or a presigned PUT (`S3_UPLOAD_METHOD`)", body = FileUploadResponse),
         (status = 400, description = "A malformed X-Tao-* header", body = super::openapi::ErrorDetail),
         (status = 401, description = "`Invalid signature`, timestamp outside the skew, `Nonce already used`, or no Tao v2 headers", body = super::openapi::ErrorDetail),
-        (status = 409, description = "`File already exists`", body = super::openapi::ErrorDetail),
+        (status = 409, description = "`File already exists` (the nonce is spent and one of `DAILY_UPLOAD_CHECKS_PER_MINER` used)", body = super::openapi::ErrorDetail),
         (status = 422, description = "Body does not match the request model (no other fields), or a segment is empty or not allowed", body = super::openapi::ValidationErrors),
-        (status = 429, description = "Daily limit, or too many failed authentications (Retry-After)", body = super::openapi::ErrorDetail),
+        (status = 429, description = "`Daily limit of N exceeded.`, `Daily limit of N upload checks exceeded.` (`DAILY_UPLOAD_CHECKS_PER_MINER`), `Global request limit reached.`, or too many failed authentications (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "No metagraph, credentials or rate limiter, `S3 check failed - try again` (the existence check could not answer), or busy", body = super::openapi::ErrorDetail),
         (status = 504, description = "`S3 operation timeout - try again`", body = super::openapi::ErrorDetail),
     )
