@@ -198,7 +198,7 @@ fn tao_request_bytes(
 ) -> Vec<u8> {
     use base64::Engine as _;
     use sha2::{Digest, Sha256};
-    let body = json!({"coldkey": miner_cold}).to_string();
+    let body = json!({"coldkey": miner_cold, "route": "/get-folder-access"}).to_string();
     let ts_ms = ts * 1000;
     let nonce = format!("{:08x}-0000-4000-8000-{i:012x}", ts as u32);
     let message = format!(

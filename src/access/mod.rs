@@ -34,6 +34,19 @@ use crate::metagraph::{LoadedMetagraph, Metagraph};
 use crate::quota::{QuotaDecision, ReplayGuard, secs_until_utc_midnight};
 use crate::storage::{CredentialError, ListError, PresignError};
 
+/// The kind of the upload-check counters (`{QUOTA_KEY_PREFIX}upload-check:{hotkey}:{day}`).
+pub const UPLOAD_CHECKS: &str = "upload-check";
+
+/// Which daily counter a request is counted on.
+#[derive(Debug, Clone, Copy)]
+pub enum Counter<'a> {
+    /// The hotkey's requests, which also count against `TOTAL_DAILY_LIMIT`.
+    Requests(&'a str),
+    /// The hotkey's existence checks before uploads (`DAILY_UPLOAD_CHECKS_PER_MINER`),
+    /// counted apart from the global limit.
+    UploadChecks(&'a str),
+}
+
 /// Why access was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -142,6 +155,9 @@ impl AccessError {
 pub struct QuotaRejection {
     /// True when the service-wide limit was hit, false for the caller's own.
     pub global: bool,
+    /// True when the caller's own limit hit was its daily allowance of upload existence
+    /// checks (`DAILY_UPLOAD_CHECKS_PER_MINER`), not its request limit.
+    pub upload_checks: bool,
     /// The limit that was hit.
     pub limit: u64,
     /// Seconds to the next UTC midnight.
@@ -223,7 +239,19 @@ impl Access {
         proof: Proof<'_>,
         now: DateTime<Utc>,
     ) -> Result<QuotaUsage, AccessError> {
-        let global_limit = self.policy.total_daily_limit;
+        let replay = self.replay_guard(hotkey, proof, now)?;
+        self.count(Counter::Requests(hotkey), limit, replay, proof, now)
+            .await
+    }
+
+    /// What records `proof` by `hotkey` as used: a Tao v2 nonce always, a body signature
+    /// when replay protection is on.
+    pub fn replay_guard(
+        &self,
+        hotkey: &str,
+        proof: Proof<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReplayGuard>, AccessError> {
         let prefix = self.quotas.prefix();
         let replay = match proof {
             Proof::Body {
@@ -243,11 +271,34 @@ impl Access {
                 nonce_ttl_secs(self.policy.tao.clock_skew_ms),
             )),
         };
-        let outcome = self
-            .quotas
-            .acquire(hotkey, limit, global_limit, replay, now)
-            .await
-            .map_err(|_| AccessError::QuotaUnavailable)?;
+        Ok(replay)
+    }
+
+    /// Counts one request on the daily counter `counter` against `limit` (and, for
+    /// requests, the global limit), recording `replay` as used in the same round trip; a
+    /// replay is refused as `proof`'s kind of reuse.
+    pub async fn count(
+        &self,
+        counter: Counter<'_>,
+        limit: u64,
+        replay: Option<ReplayGuard>,
+        proof: Proof<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<QuotaUsage, AccessError> {
+        let global_limit = self.policy.total_daily_limit;
+        let outcome = match counter {
+            Counter::Requests(hotkey) => {
+                self.quotas
+                    .acquire(hotkey, limit, global_limit, replay, now)
+                    .await
+            }
+            Counter::UploadChecks(hotkey) => {
+                self.quotas
+                    .acquire_apart(UPLOAD_CHECKS, hotkey, limit, replay, now)
+                    .await
+            }
+        }
+        .map_err(|_| AccessError::QuotaUnavailable)?;
         let reset_in_secs = secs_until_utc_midnight(now);
         let reset_at = now.timestamp() + reset_in_secs as i64;
         match outcome.decision {
@@ -259,6 +310,7 @@ impl Access {
             }),
             QuotaDecision::HotkeyExhausted => Err(AccessError::Quota(QuotaRejection {
                 global: false,
+                upload_checks: false,
                 limit,
                 reset_in_secs,
                 reset_at,
@@ -269,6 +321,7 @@ impl Access {
             }),
             QuotaDecision::GlobalExhausted => Err(AccessError::Quota(QuotaRejection {
                 global: true,
+                upload_checks: false,
                 limit: global_limit,
                 reset_in_secs,
                 reset_at,

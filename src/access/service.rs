@@ -16,6 +16,8 @@ use crate::storage::{BucketLocation, CredentialSource};
 pub struct AccessPolicy {
     /// `DAILY_LIMIT_PER_MINER`.
     pub daily_limit_per_miner: u64,
+    /// `DAILY_UPLOAD_CHECKS_PER_MINER`: HeadObject checks of `/get-file-upload-url` a day.
+    pub daily_upload_checks_per_miner: u64,
     /// `DAILY_LIMIT_PER_VALIDATOR`.
     pub daily_limit_per_validator: u64,
     /// `TOTAL_DAILY_LIMIT`: grants a day across all callers.
@@ -38,6 +40,7 @@ impl From<&Config> for AccessPolicy {
     fn from(config: &Config) -> Self {
         Self {
             daily_limit_per_miner: config.daily_limit_per_miner,
+            daily_upload_checks_per_miner: config.daily_upload_checks_per_miner,
             daily_limit_per_validator: config.daily_limit_per_validator,
             total_daily_limit: config.total_daily_limit,
             validator_min_alpha_stake: config.validator_min_alpha_stake,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::miner::upload_spec;
 use super::validator::{MAX_KEY_BYTES, ValidatorRequest, parse_miner_hotkey, s3_token};
-use super::{Access, AccessError, Proof, QuotaUsage, miner_folder};
+use super::{Access, AccessError, Counter, Proof, QuotaRejection, QuotaUsage, miner_folder};
 use crate::auth::tao::TaoProof;
 use crate::config::UploadMethod;
 use crate::storage::fit_lifetime;
@@ -67,7 +67,9 @@ pub struct MinerPageGrant {
 
 impl Access {
     /// `/get-file-upload-url`: an upload of exactly `data/hotkey={hotkey}/job_id={job}/{file}`
-    /// for a registered miner, unless that object exists (409).
+    /// for a registered miner, unless that object exists (409). The nonce is spent and one
+    /// of the miner's `DAILY_UPLOAD_CHECKS_PER_MINER` counted before the HeadObject; only a
+    /// grant counts against `DAILY_LIMIT_PER_MINER`.
     pub async fn grant_file_upload(
         &self,
         tao: Option<&TaoProof>,
@@ -80,6 +82,25 @@ impl Access {
         // An unregistered hotkey has no key, so its signature cannot verify.
         self.verify_proof(&loaded.metagraph, &tao.hotkey, Some(tao), String::new, "")?;
         let credentials = self.signing_credentials().await?;
+        // The nonce is spent and one existence check counted before S3 is asked, so a 409
+        // is not free and a copy of the request cannot ask again.
+        let proof = Proof::Tao(tao);
+        let nonce = self.replay_guard(&tao.hotkey, proof, now)?;
+        self.count(
+            Counter::UploadChecks(&tao.hotkey),
+            self.policy.daily_upload_checks_per_miner,
+            nonce,
+            proof,
+            now,
+        )
+        .await
+        .map_err(|e| match e {
+            AccessError::Quota(q) if !q.global => AccessError::Quota(QuotaRejection {
+                upload_checks: true,
+                ..q
+            }),
+            other => other,
+        })?;
         let exists = tokio::time::timeout(
             self.policy.s3_operation_timeout,
             self.s3
@@ -100,11 +121,13 @@ impl Access {
                 });
             }
         }
+        // The nonce is spent already: the grant itself is counted without it.
         let usage = self
-            .charge(
-                &tao.hotkey,
+            .count(
+                Counter::Requests(&tao.hotkey),
                 self.policy.daily_limit_per_miner,
-                Proof::Tao(tao),
+                None,
+                proof,
                 now,
             )
             .await?;

@@ -79,24 +79,66 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 }
 
 /// Reads typed fields from a body, collecting every problem before failing.
+///
+/// A header-signed (Tao v2) body is read strictly: a field the route does not read is
+/// pydantic's `extra_forbidden`, since the signature covers the body but not the route it
+/// was sent to. A body-signed one is read as FastAPI does, ignoring unknown fields.
 #[derive(Debug)]
 pub struct Fields<'a> {
     map: &'a Map<String, Value>,
     issues: Vec<ValidationIssue>,
+    strict: bool,
+    read: Vec<String>,
 }
 
+/// The body field that names the route a header-signed body is meant for, on the routes
+/// whose other fields could also form a valid body for another route.
+pub const ROUTE_FIELD: &str = "route";
+
 impl<'a> Fields<'a> {
-    /// Starts reading `body`.
+    /// Starts reading `body`, strictly when it is header-signed.
     pub fn new(body: &'a JsonObject) -> Self {
         Self {
             map: &body.0,
             issues: Vec::new(),
+            strict: body.1.is_some(),
+            read: Vec::new(),
+        }
+    }
+
+    /// The value of `name`, noting that the route's model has that field.
+    fn get(&mut self, name: &str) -> Option<&'a Value> {
+        if !self.read.iter().any(|n| n == name) {
+            self.read.push(name.to_owned());
+        }
+        self.map.get(name)
+    }
+
+    /// `route`: required in a header-signed body, where it must be exactly `path` (the
+    /// route the body was signed for); ignored in a body-signed one.
+    pub fn route(&mut self, path: &str) {
+        let value = self.get(ROUTE_FIELD);
+        if !self.strict {
+            return;
+        }
+        match value {
+            Some(Value::String(s)) if s == path => {}
+            None => self.issues.push(ValidationIssue::field(
+                ROUTE_FIELD,
+                "missing",
+                "Field required",
+            )),
+            Some(_) => self.issues.push(ValidationIssue::field(
+                ROUTE_FIELD,
+                "literal_error",
+                format!("Input should be '{path}'"),
+            )),
         }
     }
 
     /// A required string field.
     pub fn string(&mut self, name: &str) -> String {
-        match self.map.get(name) {
+        match self.get(name) {
             None => {
                 self.issues
                     .push(ValidationIssue::field(name, "missing", "Field required"));
@@ -116,7 +158,7 @@ impl<'a> Fields<'a> {
 
     /// An optional string field (absent or null is `None`).
     pub fn opt_string(&mut self, name: &str) -> Option<String> {
-        match self.map.get(name) {
+        match self.get(name) {
             None | Some(Value::Null) => None,
             Some(_) => Some(self.string(name)),
         }
@@ -125,7 +167,7 @@ impl<'a> Fields<'a> {
     /// An optional integer, read as pydantic's lax mode does: JSON integers, floats
     /// without a fractional part, and strings of digits. Values beyond `i64` saturate.
     pub fn opt_int(&mut self, name: &str) -> Option<i64> {
-        let value = self.map.get(name)?;
+        let value = self.get(name)?;
         let parsed = match value {
             Value::Null => return None,
             Value::Number(n) => number_to_i64(n).ok_or((
@@ -149,7 +191,7 @@ impl<'a> Fields<'a> {
 
     /// A list of strings; `required` decides whether absence is an issue.
     fn list(&mut self, name: &str, required: bool) -> Option<Vec<String>> {
-        match self.map.get(name) {
+        match self.get(name) {
             None | Some(Value::Null) if !required => None,
             None => {
                 self.issues
@@ -213,8 +255,25 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Finishes: the collected issues as a 422, if any.
-    pub fn finish(self) -> Result<(), ApiError> {
+    /// Records a problem found by the caller's own checks of a field.
+    pub fn issue(&mut self, issue: ValidationIssue) {
+        self.issues.push(issue);
+    }
+
+    /// Finishes: the collected issues as a 422, if any; for a header-signed body, each
+    /// field the route did not read is one more (`extra_forbidden`).
+    pub fn finish(mut self) -> Result<(), ApiError> {
+        if self.strict {
+            for name in self.map.keys() {
+                if !self.read.iter().any(|n| n == name) {
+                    self.issues.push(ValidationIssue::field(
+                        name,
+                        "extra_forbidden",
+                        "Extra inputs are not permitted",
+                    ));
+                }
+            }
+        }
         if self.issues.is_empty() {
             Ok(())
         } else {

@@ -126,6 +126,7 @@ pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
         "rate_limits": {
             "daily_limit_per_miner": state.config.daily_limit_per_miner,
+            "daily_upload_checks_per_miner": state.config.daily_upload_checks_per_miner,
             "daily_limit_per_validator": state.config.daily_limit_per_validator,
             "total_daily_limit": total,
         },
@@ -144,8 +145,9 @@ pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
         },
         "limits_explanation": {
             "miners": format!("Each miner hotkey may request upload access {} times per UTC day", state.config.daily_limit_per_miner),
+            "upload_checks": format!("Each miner hotkey's /get-file-upload-url requests may check {} keys per UTC day (a 409 costs one check, a granted upload one check and one request)", state.config.daily_upload_checks_per_miner),
             "validators": format!("Each validator hotkey may make {} requests per UTC day", state.config.daily_limit_per_validator),
-            "global": format!("The service grants at most {total} requests per UTC day in total"),
+            "global": format!("The service grants at most {total} requests per UTC day in total; each upload check counts once more"),
             "counting": "Only requests that pass the timestamp and signature checks are counted",
         },
     }))

@@ -83,7 +83,7 @@ pub fn naive_iso(unix: i64) -> String {
         (status = 400, description = "`Invalid timestamp`, or the hotkey is not an SS58 address", body = super::openapi::ErrorDetail),
         (status = 401, description = "`Invalid signature` (unregistered hotkey or bad signature), or `Coldkey does not match hotkey owner`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
-        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 422, description = "Body does not match the request model (header-signed: a field the model does not have; where the model has `route`, `route` missing or not this route)", body = super::openapi::ValidationErrors),
         (status = 429, description = "`Daily limit of N exceeded.`, `Global request limit reached.`, or too many failed authentications from this address (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
     )
@@ -99,6 +99,7 @@ pub async fn get_folder_access(
     // Header-signed requests name the hotkey in X-Tao-Signed-By and need no body signature.
     let (hotkey, timestamp, signature) = f.signer(tao);
     let expiry = f.opt_int("expiry");
+    f.route("/get-folder-access");
     f.finish()?;
 
     let request = MinerRequest {

@@ -160,6 +160,8 @@ pub fn json_with_quota<T: serde::Serialize>(body: T, usage: QuotaUsage) -> Respo
 fn quota_error(q: QuotaRejection) -> ApiError {
     let detail = if q.global {
         "Global request limit reached.".to_owned()
+    } else if q.upload_checks {
+        format!("Daily limit of {} upload checks exceeded.", q.limit)
     } else {
         format!("Daily limit of {} exceeded.", q.limit)
     };

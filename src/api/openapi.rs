@@ -54,7 +54,8 @@ pub struct ValidationErrors {
     pub detail: Vec<ValidationIssue>,
 }
 
-/// Body of `/get-folder-access`. Sign `s3:data:access:{coldkey}:{hotkey}:{timestamp}`.
+/// Body of `/get-folder-access`. Sign `s3:data:access:{coldkey}:{hotkey}:{timestamp}`,
+/// or send it Tao v2 header-signed: then it has no other fields than these, and `route`.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"coldkey": "5GNJqTPyNqANBkUVMN1LPPrxXnFouWXoe2wNSmmEoLctxiZY", "hotkey": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", "timestamp": 1763812800, "signature": "0x5e4f..."}))]
 pub struct MinerAccessRequest {
@@ -68,9 +69,14 @@ pub struct MinerAccessRequest {
     pub signature: String,
     /// Unix seconds after which the request is refused (default timestamp + 86400).
     pub expiry: Option<i64>,
+    /// Header-signed (Tao v2) bodies only, and required in them: exactly `"/get-folder-access"`,
+    /// the route the body is signed for (422 when missing or another). Ignored in
+    /// body-signed requests.
+    pub route: Option<String>,
 }
 
-/// Body of `/get-validator-access`. Sign `s3:validator:access:{timestamp}`.
+/// Body of `/get-validator-access`. Sign `s3:validator:access:{timestamp}`, or send it
+/// Tao v2 header-signed: then it has no other fields than these, and `route`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ValidatorAccessRequest {
     /// The validator's hotkey.
@@ -83,9 +89,14 @@ pub struct ValidatorAccessRequest {
     pub expiry: Option<i64>,
     /// The page after this ListObjectsV2 continuation token (an addition).
     pub continuation_token: Option<String>,
+    /// Header-signed (Tao v2) bodies only, and required in them: exactly `"/get-validator-access"`,
+    /// the route the body is signed for (422 when missing or another). Ignored in
+    /// body-signed requests.
+    pub route: Option<String>,
 }
 
-/// Body of `/get-miner-specific-access`. Sign `s3:validator:miner:{miner_hotkey}:{timestamp}`.
+/// Body of `/get-miner-specific-access`. Sign `s3:validator:miner:{miner_hotkey}:{timestamp}`,
+/// or send it Tao v2 header-signed: then it has no other fields than these, and `route`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MinerSpecificRequest {
     /// The validator's hotkey.
@@ -100,10 +111,15 @@ pub struct MinerSpecificRequest {
     pub miner_hotkey: Option<String>,
     /// The page after this ListObjectsV2 continuation token (an addition).
     pub continuation_token: Option<String>,
+    /// Header-signed (Tao v2) bodies only, and required in them: exactly `"/get-miner-specific-access"`,
+    /// the route the body is signed for (422 when missing or another). Ignored in
+    /// body-signed requests.
+    pub route: Option<String>,
 }
 
 /// Body of `/get-file-presigned-urls`. Sign
-/// `s3:validator:files:{miner_hotkey}:{hotkey}:{timestamp}`.
+/// `s3:validator:files:{miner_hotkey}:{hotkey}:{timestamp}`, or send it Tao v2
+/// header-signed: then it has no other fields than these (and no `route`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FileUrlsRequest {
     /// The validator's hotkey.
@@ -114,13 +130,16 @@ pub struct FileUrlsRequest {
     pub signature: String,
     /// The miner whose files are read (SS58).
     pub miner_hotkey: Option<String>,
+    /// Unix seconds after which the request is refused.
+    pub expiry: Option<i64>,
     /// Object keys under `data/hotkey={miner_hotkey}/`, at most 1000.
     pub file_keys: Vec<String>,
     /// URL lifetime in hours, 1 to 24 (default 1).
     pub expiry_hours: Option<i64>,
 }
 
-/// Body of `/get-folder-presigned-urls`. Sign `s3:validator:folders:{hotkey}:{timestamp}`.
+/// Body of `/get-folder-presigned-urls`. Sign `s3:validator:folders:{hotkey}:{timestamp}`,
+/// or send it Tao v2 header-signed: then it has no other fields than these, and `route`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FolderUrlsRequest {
     /// The validator's hotkey.
@@ -129,11 +148,17 @@ pub struct FolderUrlsRequest {
     pub timestamp: Option<i64>,
     /// Hex sr25519 signature of the commitment.
     pub signature: String,
+    /// Unix seconds after which the request is refused.
+    pub expiry: Option<i64>,
     /// Only these miners (SS58), at most 256.
     #[schema(max_items = 256)]
     pub miner_hotkeys: Option<Vec<String>>,
     /// The previous answer's `next_continuation_token`: resume right after its last folder.
     pub continuation_token: Option<String>,
+    /// Header-signed (Tao v2) bodies only, and required in them: exactly `"/get-folder-presigned-urls"`,
+    /// the route the body is signed for (422 when missing or another). Ignored in
+    /// body-signed requests.
+    pub route: Option<String>,
 }
 
 /// Declares the bearer scheme `/metrics` uses.

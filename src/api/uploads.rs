@@ -18,12 +18,15 @@ use crate::access::ValidatorRequest;
 use crate::access::uploads::{upload_key, valid_segment};
 use crate::state::AppState;
 
-/// Body of `/get-file-upload-url` (Tao v2 headers sign it).
+/// Body of `/get-file-upload-url` (Tao v2 headers sign it); no other fields.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FileUploadRequest {
-    /// One path segment: letters, digits and `._-=`.
+    /// One path segment: letters, digits and `._-=`, not empty, `.` or `..`.
+    #[schema(min_length = 1)]
     pub job_id: String,
-    /// One path segment: letters, digits and `._-=`.
+    /// One path segment: letters, digits and `._-=`, not empty, `.` or `..`.
+    #[schema(min_length = 1)]
     pub filename: String,
 }
 
@@ -43,8 +46,9 @@ pub struct FileUploadResponse {
     pub method: String,
 }
 
-/// Body of `/get-miner-list` (Tao v2 headers sign it).
+/// Body of `/get-miner-list` (Tao v2 headers sign it); no other fields.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MinerListRequest {
     /// The miner whose folder is listed.
     pub miner_hotkey: String,
@@ -59,16 +63,28 @@ pub struct MinerListResponse {
     pub list_url: String,
 }
 
-fn segment(f: &mut Fields<'_>, name: &str) -> (String, Option<ValidationIssue>) {
+/// Reads `name` as one path segment: missing or not a string is reported by `f`; an
+/// empty string is pydantic's `string_too_short` (a `min_length=1` field), any other value
+/// that is not one safe segment `string_pattern_mismatch`.
+fn segment(f: &mut Fields<'_>, body: &JsonObject, name: &str) -> String {
     let value = f.string(name);
-    let issue = (!value.is_empty() && !valid_segment(&value)).then(|| {
-        ValidationIssue::field(
+    if !matches!(body.0.get(name), Some(serde_json::Value::String(_))) {
+        return value;
+    }
+    if value.is_empty() {
+        f.issue(ValidationIssue::field(
+            name,
+            "string_too_short",
+            "String should have at least 1 character",
+        ));
+    } else if !valid_segment(&value) {
+        f.issue(ValidationIssue::field(
             name,
             "string_pattern_mismatch",
             "One path segment of letters, digits and ._-= (not . or ..)",
-        )
-    });
-    (value, issue)
+        ));
+    }
+    value
 }
 
 /// Grants a registered miner an upload of one file (Tao v2 headers required).
@@ -82,9 +98,9 @@ fn segment(f: &mut Fields<'_>, name: &str) -> (String, Option<ValidationIssue>) 
         (status = 200, description = "A POST policy for exactly this key, or a presigned PUT (`S3_UPLOAD_METHOD`)", body = FileUploadResponse),
         (status = 400, description = "A malformed X-Tao-* header", body = super::openapi::ErrorDetail),
         (status = 401, description = "`Invalid signature`, timestamp outside the skew, `Nonce already used`, or no Tao v2 headers", body = super::openapi::ErrorDetail),
-        (status = 409, description = "`File already exists`", body = super::openapi::ErrorDetail),
-        (status = 422, description = "Body does not match the request model, or a segment is not allowed", body = super::openapi::ValidationErrors),
-        (status = 429, description = "Daily limit, or too many failed authentications (Retry-After)", body = super::openapi::ErrorDetail),
+        (status = 409, description = "`File already exists` (the nonce is spent and one of `DAILY_UPLOAD_CHECKS_PER_MINER` used)", body = super::openapi::ErrorDetail),
+        (status = 422, description = "Body does not match the request model (no other fields), or a segment is empty or not allowed", body = super::openapi::ValidationErrors),
+        (status = 429, description = "`Daily limit of N exceeded.`, `Daily limit of N upload checks exceeded.` (`DAILY_UPLOAD_CHECKS_PER_MINER`), `Global request limit reached.`, or too many failed authentications (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "No metagraph, credentials or rate limiter, `S3 check failed - try again` (the existence check could not answer), or busy", body = super::openapi::ErrorDetail),
         (status = 504, description = "`S3 operation timeout - try again`", body = super::openapi::ErrorDetail),
     )
@@ -95,24 +111,18 @@ pub async fn get_file_upload_url(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
-    let (job_id, job_issue) = segment(&mut f, "job_id");
-    let (filename, file_issue) = segment(&mut f, "filename");
+    let job_id = segment(&mut f, &body, "job_id");
+    let filename = segment(&mut f, &body, "filename");
     f.finish()?;
-    let mut issues: Vec<ValidationIssue> = job_issue.into_iter().chain(file_issue).collect();
     let tao = body.1.as_ref();
     let hotkey = tao.map(|t| t.hotkey.as_str()).unwrap_or_default();
-    let key = upload_key(hotkey, &job_id, &filename);
-    if key.is_none() {
-        issues.push(ValidationIssue::field(
+    let Some(key) = upload_key(hotkey, &job_id, &filename) else {
+        return Err(ApiError::Validation(vec![ValidationIssue::field(
             "filename",
             "string_too_long",
             "job_id and filename make a key longer than 1024 bytes",
-        ));
-    }
-    if !issues.is_empty() {
-        return Err(ApiError::Validation(issues));
-    }
-    let key = key.unwrap_or_default();
+        )]));
+    };
     let grant = state
         .access
         .throttled(
@@ -142,7 +152,7 @@ pub async fn get_file_upload_url(
         (status = 200, description = "A ListObjectsV2 URL of one page (1 h)", body = MinerListResponse),
         (status = 400, description = "A malformed X-Tao-* header, or `miner_hotkey` missing or not SS58", body = super::openapi::ErrorDetail),
         (status = 401, description = "`You are not validator`, `Invalid signature`, timestamp outside the skew, `Nonce already used`, or no Tao v2 headers", body = super::openapi::ErrorDetail),
-        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 422, description = "Body does not match the request model (no other fields)", body = super::openapi::ValidationErrors),
         (status = 429, description = "Daily limit, or too many failed authentications (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "No metagraph, credentials or rate limiter, or busy", body = super::openapi::ErrorDetail),
     )

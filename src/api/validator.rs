@@ -31,8 +31,9 @@ struct Signed {
 
 impl Signed {
     /// The signed part of `body`: from its Tao v2 headers when it has them (then the body
-    /// needs no `hotkey`, `timestamp` or `signature`), else from the body.
-    fn read(f: &mut Fields<'_>, body: &JsonObject) -> Self {
+    /// needs no `hotkey`, `timestamp` or `signature`), else from the body. `paged` routes
+    /// also read `continuation_token`.
+    fn read(f: &mut Fields<'_>, body: &JsonObject, paged: bool) -> Self {
         let tao = body.1.clone();
         let (hotkey, timestamp, signature) = f.signer(tao.as_ref());
         Self {
@@ -40,7 +41,11 @@ impl Signed {
             timestamp,
             signature,
             expiry: f.opt_int("expiry"),
-            continuation_token: f.opt_string("continuation_token"),
+            continuation_token: if paged {
+                f.opt_string("continuation_token")
+            } else {
+                None
+            },
             tao,
         }
     }
@@ -110,7 +115,7 @@ pub struct ValidatorAccessResponse {
         (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
         (status = 401, description = "`You are not validator`, `Invalid signature`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
-        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 422, description = "Body does not match the request model (header-signed: a field the model does not have; where the model has `route`, `route` missing or not this route)", body = super::openapi::ValidationErrors),
         (status = 429, description = "`Daily limit of N exceeded.`, `Global request limit reached.`, or too many failed authentications from this address (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
     )
@@ -121,7 +126,8 @@ pub async fn get_validator_access(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
-    let signed = Signed::read(&mut f, &body);
+    let signed = Signed::read(&mut f, &body, true);
+    f.route("/get-validator-access");
     f.finish()?;
     let now = Utc::now();
     let grant = state
@@ -177,7 +183,7 @@ pub struct MinerSpecificResponse {
         (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
         (status = 401, description = "`You are not validator`, `Invalid signature`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
-        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 422, description = "Body does not match the request model (header-signed: a field the model does not have; where the model has `route`, `route` missing or not this route)", body = super::openapi::ValidationErrors),
         (status = 429, description = "`Daily limit of N exceeded.`, `Global request limit reached.`, or too many failed authentications from this address (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
     )
@@ -188,8 +194,9 @@ pub async fn get_miner_specific_access(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
-    let signed = Signed::read(&mut f, &body);
+    let signed = Signed::read(&mut f, &body, true);
     let miner_hotkey = f.opt_string("miner_hotkey");
+    f.route("/get-miner-specific-access");
     f.finish()?;
     let grant = state
         .access
@@ -255,7 +262,7 @@ pub struct FileUrlsResponse {
         (status = 400, description = "`Invalid timestamp`, or a parameter is out of range", body = super::openapi::ErrorDetail),
         (status = 401, description = "`You are not validator`, `Invalid signature`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
-        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 422, description = "Body does not match the request model (header-signed: a field the model does not have; where the model has `route`, `route` missing or not this route)", body = super::openapi::ValidationErrors),
         (status = 429, description = "`Daily limit of N exceeded.`, `Global request limit reached.`, or too many failed authentications from this address (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
     )
@@ -266,7 +273,7 @@ pub async fn get_file_presigned_urls(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
-    let signed = Signed::read(&mut f, &body);
+    let signed = Signed::read(&mut f, &body, false);
     let miner_hotkey = f.opt_string("miner_hotkey");
     let file_keys = f.string_list("file_keys");
     let expiry_hours = f.opt_int("expiry_hours");
@@ -357,7 +364,7 @@ pub struct FolderUrlsResponse {
         (status = 400, description = "`Invalid timestamp`, `Invalid continuation_token`, or a parameter is out of range", body = super::openapi::ErrorDetail),
         (status = 401, description = "`You are not validator`, `Invalid signature`, or `Signature already used` (replay)", body = super::openapi::ErrorDetail),
         (status = 413, description = "Body too large", body = super::openapi::ErrorDetail),
-        (status = 422, description = "Body does not match the request model", body = super::openapi::ValidationErrors),
+        (status = 422, description = "Body does not match the request model (header-signed: a field the model does not have; where the model has `route`, `route` missing or not this route)", body = super::openapi::ValidationErrors),
         (status = 429, description = "`Daily limit of N exceeded.`, `Global request limit reached.`, or too many failed authentications from this address (Retry-After)", body = super::openapi::ErrorDetail),
         (status = 503, description = "`Metagraph not yet synced`, no signing credentials, rate limiter unavailable, or busy", body = super::openapi::ErrorDetail),
         (status = 504, description = "`S3 operation timeout - try again`", body = super::openapi::ErrorDetail),
@@ -369,8 +376,9 @@ pub async fn get_folder_presigned_urls(
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(&body);
-    let signed = Signed::read(&mut f, &body);
+    let signed = Signed::read(&mut f, &body, true);
     let miner_hotkeys = f.opt_string_list("miner_hotkeys");
+    f.route("/get-folder-presigned-urls");
     f.finish()?;
     let max = crate::access::validator::MAX_MINER_HOTKEYS;
     if let Some(list) = &miner_hotkeys

@@ -90,6 +90,12 @@ impl Config {
             "a positive integer",
             positive,
         )?;
+        let daily_upload_checks_per_miner = env.parsed(
+            "DAILY_UPLOAD_CHECKS_PER_MINER",
+            daily_limit_per_miner.saturating_mul(super::UPLOAD_CHECKS_PER_UPLOAD),
+            "an integer of at least DAILY_LIMIT_PER_MINER (each granted upload takes a check)",
+            |n: &u64| *n >= daily_limit_per_miner,
+        )?;
         let daily_limit_per_validator = env.parsed(
             "DAILY_LIMIT_PER_VALIDATOR",
             20_000u64,
@@ -315,6 +321,7 @@ impl Config {
             net_uid,
             bt_network: ConfigUrl::new(bt_network),
             daily_limit_per_miner,
+            daily_upload_checks_per_miner,
             daily_limit_per_validator,
             total_daily_limit,
             redis_url: redis_url.map(ConfigUrl::new),

@@ -40,6 +40,10 @@ pub struct Config {
     pub bt_network: ConfigUrl,
     /// `DAILY_LIMIT_PER_MINER` (default 50).
     pub daily_limit_per_miner: u64,
+    /// `DAILY_UPLOAD_CHECKS_PER_MINER`: existence checks (HeadObject) a miner's
+    /// `/get-file-upload-url` requests may cause per UTC day, 409s included (default 20 ×
+    /// `DAILY_LIMIT_PER_MINER`, at least `DAILY_LIMIT_PER_MINER`).
+    pub daily_upload_checks_per_miner: u64,
     /// `DAILY_LIMIT_PER_VALIDATOR` (default 20000).
     pub daily_limit_per_validator: u64,
     /// `TOTAL_DAILY_LIMIT` (default 500000).
@@ -144,6 +148,7 @@ pub const ENV_VARS: &[&str] = &[
     "NET_UID",
     "BT_NETWORK",
     "DAILY_LIMIT_PER_MINER",
+    "DAILY_UPLOAD_CHECKS_PER_MINER",
     "DAILY_LIMIT_PER_VALIDATOR",
     "TOTAL_DAILY_LIMIT",
     "REDIS_URL",
@@ -190,6 +195,11 @@ pub const ENV_VARS: &[&str] = &[
     "MAX_CONNECTIONS",
     "SHUTDOWN_DELAY_SECONDS",
 ];
+
+/// Default of `DAILY_UPLOAD_CHECKS_PER_MINER`, as a multiple of `DAILY_LIMIT_PER_MINER`:
+/// each granted upload takes one check, and the rest lets an uploader re-check files it
+/// already sent (a 409 each) many times over.
+pub const UPLOAD_CHECKS_PER_UPLOAD: u64 = 20;
 
 /// Default of `IDLE_TIMEOUT`: it must stay above the load balancer's idle timeout
 /// (`aws/s3-auth-api.yaml` sets the ALB's; a test compares them).

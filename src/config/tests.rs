@@ -27,6 +27,7 @@ fn defaults_match_the_original() {
         ),
         (50, 20_000, 500_000)
     );
+    assert_eq!(c.daily_upload_checks_per_miner, 1000);
     assert_eq!(c.validator_min_alpha_stake, 20_000);
     assert!(c.redis_url.is_none());
     assert_eq!(c.quota_on_redis_error, OnRedisError::Fallback);
@@ -47,6 +48,12 @@ fn bad_values_name_the_variable() {
     assert!(e.to_string().contains("PORT=\"eighty\""));
     let e = with(&[("S3_BUCKET", "b-1"), ("DAILY_LIMIT_PER_MINER", "0")]).unwrap_err();
     assert_eq!(e.var, "DAILY_LIMIT_PER_MINER");
+    let e = with(&[
+        ("S3_BUCKET", "b-1"),
+        ("DAILY_UPLOAD_CHECKS_PER_MINER", "49"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.var, "DAILY_UPLOAD_CHECKS_PER_MINER");
     let e = with(&[]).unwrap_err();
     assert_eq!(e.var, "S3_BUCKET");
     let e = with(&[("S3_BUCKET", "b-1"), ("S3_ENDPOINT_URL", "localhost:9000")]).unwrap_err();
@@ -144,4 +151,17 @@ fn debug_output_hides_keys_in_configured_urls() {
     }
     assert!(shown.contains("cache.internal:6379"), "{shown}");
     assert!(shown.contains("rpc.example"), "{shown}");
+}
+
+#[test]
+fn upload_checks_follow_the_miner_limit_unless_set() {
+    let c = with(&[("S3_BUCKET", "b-1"), ("DAILY_LIMIT_PER_MINER", "7")]).expect("valid");
+    assert_eq!(c.daily_upload_checks_per_miner, 140);
+    let c = with(&[
+        ("S3_BUCKET", "b-1"),
+        ("DAILY_LIMIT_PER_MINER", "7"),
+        ("DAILY_UPLOAD_CHECKS_PER_MINER", "7"),
+    ])
+    .expect("valid");
+    assert_eq!(c.daily_upload_checks_per_miner, 7);
 }

@@ -260,7 +260,33 @@ impl Quotas {
         replay: Option<ReplayGuard>,
         now: DateTime<Utc>,
     ) -> Result<QuotaOutcome, QuotaUnavailable> {
-        let mut check = QuotaCheck::new(&self.prefix, hotkey, limit, global_limit, now);
+        let check = QuotaCheck::new(&self.prefix, hotkey, limit, global_limit, now);
+        self.acquire_check(check, replay).await
+    }
+
+    /// Like [`Quotas::acquire`], on a counter of another kind (`{prefix}{kind}:{hotkey}:{day}`)
+    /// that does not count against the global limit: its own daily total
+    /// (`{prefix}{kind}:GLOBAL:{day}`) has no limit.
+    pub async fn acquire_apart(
+        &self,
+        kind: &str,
+        hotkey: &str,
+        limit: u64,
+        replay: Option<ReplayGuard>,
+        now: DateTime<Utc>,
+    ) -> Result<QuotaOutcome, QuotaUnavailable> {
+        let counter = format!("{kind}:{hotkey}");
+        let mut check = QuotaCheck::new(&self.prefix, &counter, limit, u64::MAX, now);
+        check.global_key = format!("{}{kind}:GLOBAL:{}", self.prefix, day_key(now));
+        self.acquire_check(check, replay).await
+    }
+
+    /// Checks and counts `check`, refusing `replay` if it was accepted before.
+    async fn acquire_check(
+        &self,
+        mut check: QuotaCheck,
+        replay: Option<ReplayGuard>,
+    ) -> Result<QuotaOutcome, QuotaUnavailable> {
         let held = match &replay {
             Some(guard) => match self.memory.replays().reserve(&guard.key) {
                 Reserve::Used => {
