@@ -207,3 +207,25 @@ async fn existence_checks_beyond_the_daily_allowance_get_429() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_granted_upload_counts_once_against_the_global_limit() {
+    let app = TestApp::start_with(Options {
+        env: vec![("TOTAL_DAILY_LIMIT", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let path = "/get-file-upload-url";
+    // Two uploads, each an existence check and a grant: within a global limit of 2.
+    for (miner, file) in [(&app.keys.miner, "a.bin"), (&app.keys.other_miner, "b.bin")] {
+        let body = upload_body(file);
+        let (status, detail) = post_signed(&app, path, &body, &sign(miner, &body)).await;
+        assert_eq!(status, 200, "{file}: {detail}");
+    }
+    let body = upload_body("c.bin");
+    let (status, detail) = post_signed(&app, path, &body, &sign(&app.keys.miner, &body)).await;
+    assert_eq!(
+        status, 429,
+        "the third grant is over the global limit: {detail}"
+    );
+}
