@@ -25,8 +25,10 @@ impl Signed {
     /// A freshly signed request, in the body or in headers.
     fn fresh(app: &TestApp, tao: bool) -> Self {
         if tao {
-            let body =
-                serde_json::to_vec(&json!({"coldkey": app.keys.miner_cold.ss58})).expect("json");
+            let body = serde_json::to_vec(
+                &json!({"coldkey": app.keys.miner_cold.ss58, "route": "/get-folder-access"}),
+            )
+            .expect("json");
             let headers = sign(&app.keys.miner, &body);
             Self::Tao(body, headers)
         } else {

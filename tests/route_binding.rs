@@ -153,3 +153,35 @@ async fn header_signed_bodies_are_strict_and_body_signed_ones_are_not() {
     let res = app.post("/get-validator-access", &body).await;
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn a_body_of_many_long_unknown_fields_gets_a_small_422() {
+    let app = TestApp::start().await;
+    let mut body = serde_json::Map::new();
+    body.insert("miner_hotkey".into(), json!(app.keys.miner.ss58));
+    for i in 0..2000 {
+        body.insert(format!("{i:04}{}", "x".repeat(100)), json!(1));
+    }
+    let bytes = serde_json::to_vec(&Value::Object(body)).expect("json");
+    let v = &app.keys.validator;
+    let res = request(
+        &app.client,
+        &format!("{}/get-miner-list", app.base),
+        &bytes,
+        &sign(v, &bytes),
+    )
+    .send()
+    .await
+    .expect("request");
+    assert_eq!(res.status(), 422);
+    let answer = res.bytes().await.expect("body");
+    assert!(answer.len() < 4000, "a 422 of {} bytes", answer.len());
+    let detail: Value = serde_json::from_slice(&answer).expect("json");
+    let issues = detail["detail"].as_array().expect("issues");
+    assert!(
+        !issues.is_empty() && issues.len() <= 8,
+        "{} issues",
+        issues.len()
+    );
+    assert!(issues.iter().all(|i| i["type"] == "extra_forbidden"));
+}

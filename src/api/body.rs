@@ -91,6 +91,9 @@ pub struct Fields<'a> {
     read: Vec<String>,
 }
 
+/// Most unknown fields one 422 names.
+pub const MAX_EXTRA_ISSUES: usize = 8;
+
 /// The body field that names the route a header-signed body is meant for, on the routes
 /// whose other fields could also form a valid body for another route.
 pub const ROUTE_FIELD: &str = "route";
@@ -264,14 +267,23 @@ impl<'a> Fields<'a> {
     /// field the route did not read is one more (`extra_forbidden`).
     pub fn finish(mut self) -> Result<(), ApiError> {
         if self.strict {
-            for name in self.map.keys() {
-                if !self.read.iter().any(|n| n == name) {
-                    self.issues.push(ValidationIssue::field(
-                        name,
-                        "extra_forbidden",
-                        "Extra inputs are not permitted",
-                    ));
-                }
+            // A few are enough to say what is wrong, and keep the answer small whatever
+            // the body holds.
+            let extras = self
+                .map
+                .keys()
+                .filter(|name| !self.read.iter().any(|n| n == *name))
+                .take(MAX_EXTRA_ISSUES)
+                .cloned()
+                .collect::<Vec<_>>();
+            for name in &extras {
+                // A name is echoed only up to 64 characters.
+                let shown: String = name.chars().take(64).collect();
+                self.issues.push(ValidationIssue::field(
+                    &shown,
+                    "extra_forbidden",
+                    "Extra inputs are not permitted",
+                ));
             }
         }
         if self.issues.is_empty() {
