@@ -17,12 +17,14 @@ use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 use super::activity::{Activity, InFlight, Phase};
+use super::framing::FrameTracker;
 use super::{ServeSettings, stopped};
 
-/// The TCP stream, telling [`Activity`] when request bytes arrive.
+/// The TCP stream, telling [`Activity`] when request bytes arrive and what they are.
 struct TrackedStream {
     inner: TcpStream,
     activity: Arc<Activity>,
+    framing: FrameTracker,
 }
 
 impl AsyncRead for TrackedStream {
@@ -34,7 +36,10 @@ impl AsyncRead for TrackedStream {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.bytes_read();
+            let this = &mut *self;
+            let step = this.framing.feed(&buf.filled()[before..]);
+            let step = (!this.framing.is_lost()).then_some(step);
+            this.activity.bytes_read(step);
         }
         result
     }
@@ -84,6 +89,7 @@ impl Connection {
         let io = TokioIo::new(TrackedStream {
             inner: stream,
             activity: Arc::clone(&activity),
+            framing: FrameTracker::default(),
         });
         let router = self.router.clone();
         let draining = self.settings.draining.clone();

@@ -3,8 +3,13 @@
 //!
 //! - A connection has [`ServeSettings::header_read_timeout`] to send complete request
 //!   headers: counted from accept for its first request and from the first byte of each
-//!   later one. An idle keep-alive connection (between requests) is not under this
-//!   timer, only under [`ServeSettings::idle_timeout`].
+//!   later one. An idle keep-alive connection (between requests, nothing buffered) is
+//!   not under this timer, only under [`ServeSettings::idle_timeout`]. The connection
+//!   follows HTTP/1 framing over the bytes it reads (`framing`): a head that arrived
+//!   while the previous request was served (even in the same packet) is timed from its
+//!   first byte once that request's answer is done. Past a `Transfer-Encoding` header
+//!   the framing is not followed, and only bytes that arrive between requests start the
+//!   header timer.
 //! - At most [`ServeSettings::max_connections`] connections are open; beyond that,
 //!   accepting waits until one closes. Accept errors (such as running out of file
 //!   descriptors) are logged at most once a second and never end the loop.
@@ -19,6 +24,7 @@
 
 mod activity;
 mod connection;
+mod framing;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
