@@ -55,8 +55,9 @@ impl CallerHotkey {
     }
 }
 
-/// Paths that must answer even when the instance sheds load.
-fn is_probe(path: &str) -> bool {
+/// The health probes (`/healthz`, `/readyz`, `/healthcheck`): they answer even when the
+/// instance sheds load, and they are all a reserve connection slot serves.
+pub fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/healthcheck")
 }
 

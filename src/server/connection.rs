@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, header};
+use axum::response::IntoResponse as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -18,7 +19,10 @@ use tower::ServiceExt as _;
 
 use super::activity::{Activity, InFlight, Phase};
 use super::framing::FrameTracker;
+use super::slots::{Class, Slot};
 use super::{ServeSettings, stopped};
+use crate::api::ApiError;
+use crate::api::middleware::is_probe;
 
 /// The TCP stream, telling [`Activity`] when request bytes arrive and what they are.
 struct TrackedStream {
@@ -75,6 +79,14 @@ impl AsyncWrite for TrackedStream {
     }
 }
 
+/// Time a connection told to close to make room has to take its last answer, counted
+/// from that answer's end; then it is dropped.
+const EVICT_GRACE: Duration = Duration::from_secs(2);
+
+/// How often a connection told to close looks again while a request head is arriving:
+/// it closes once that request is read (and answered).
+const EVICT_RECHECK: Duration = Duration::from_millis(50);
+
 /// One accepted connection and what it needs to serve.
 pub(super) struct Connection {
     pub(super) http: Arc<hyper::server::conn::http1::Builder>,
@@ -84,8 +96,10 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    pub(super) async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
-        let activity = Arc::new(Activity::new());
+    /// Serves `stream` from `peer` in `slot` until it closes, times out, is told to make
+    /// room, or shutdown ends it.
+    pub(super) async fn serve(mut self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
+        let activity = Arc::clone(&slot.activity);
         let io = TokioIo::new(TrackedStream {
             inner: stream,
             activity: Arc::clone(&activity),
@@ -93,6 +107,7 @@ impl Connection {
         });
         let router = self.router.clone();
         let draining = self.settings.draining.clone();
+        let reserve = slot.class == Class::Reserve;
         let service_activity = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             service_activity.request_started();
@@ -101,12 +116,17 @@ impl Connection {
             let router = router.clone();
             let draining = draining.clone();
             async move {
-                let result = router.oneshot(req).await;
-                let mut response = match result {
-                    Ok(r) => r,
-                    Err(never) => match never {},
+                let mut response = if reserve && !is_probe(req.uri().path()) {
+                    tracing::debug!(%peer, path = req.uri().path(), "reserve slot: not a probe");
+                    ApiError::Unavailable("Too many open connections; retry shortly".into())
+                        .into_response()
+                } else {
+                    match router.oneshot(req).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    }
                 };
-                if draining.is_set() {
+                if reserve || draining.is_set() {
                     response
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -121,11 +141,14 @@ impl Connection {
         if draining {
             conn.as_mut().graceful_shutdown();
         }
+        // Told to make room (`evicted`), and since when hyper was asked to close
+        // (`closing`): at once when idle or serving, not while a head is arriving.
+        let (mut evicted, mut closing) = (false, None::<Instant>);
         // The task is not woken on every phase change (that would cost a wake-up and a
         // timer per request): it wakes at the earliest deadline that can apply, at most
         // HEADER_READ_TIMEOUT (or IDLE_TIMEOUT, if shorter) from now, and looks at the
-        // phase then. A request head that
-        // starts while it sleeps is therefore still cut off exactly on time.
+        // phase then. A request head that starts while it sleeps is therefore still cut
+        // off exactly on time.
         let header = self.settings.header_read_timeout;
         let idle = self.settings.idle_timeout;
         let timer = tokio::time::sleep(header);
@@ -139,17 +162,34 @@ impl Connection {
                 return;
             }
             let now = Instant::now();
+            if evicted && closing.is_none() && matches!(phase, Phase::Idle | Phase::Busy) {
+                // hyper closes an idle connection at once, and a busy one after its answer
+                // (with `Connection: close`).
+                conn.as_mut().graceful_shutdown();
+                closing = Some(now);
+            }
             // The next wake-up is never further than the shorter timer: the phase may
             // change meanwhile (a request ends and the idle clock starts).
             let cap = now + header.min(idle);
-            let (deadline, expired) = match phase {
+            let (mut deadline, mut expired) = match phase {
                 Phase::Fresh | Phase::Head => (since + header, now >= since + header),
                 Phase::Idle => (since + idle, now >= since + idle),
                 Phase::Busy => (cap, false),
             };
+            if let Some(at) = closing
+                && phase == Phase::Idle
+            {
+                // A client that does not take its last answer keeps no slot for long.
+                let cut = at.max(since) + EVICT_GRACE;
+                deadline = deadline.min(cut);
+                expired |= now >= cut;
+            }
+            if evicted && closing.is_none() {
+                deadline = deadline.min(now + EVICT_RECHECK);
+            }
             let deadline = deadline.min(cap);
             if expired {
-                tracing::debug!(?phase, %peer, "connection timed out; closing");
+                tracing::debug!(?phase, %peer, evicted, "connection timed out; closing");
                 return;
             }
             timer.as_mut().reset(deadline.into());
@@ -164,6 +204,10 @@ impl Connection {
                 () = stopped(&mut self.stop), if !draining => {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
+                }
+                () = slot.evict.notified(), if !evicted => {
+                    tracing::debug!(%peer, "closing an idle connection to make room for a new one");
+                    evicted = true;
                 }
             }
         }

@@ -10,9 +10,21 @@
 //!   first byte once that request's answer is done. Past a `Transfer-Encoding` header
 //!   the framing is not followed, and only bytes that arrive between requests start the
 //!   header timer.
-//! - At most [`ServeSettings::max_connections`] connections are open; beyond that,
-//!   accepting waits until one closes. Accept errors (such as running out of file
-//!   descriptors) are logged at most once a second and never end the loop.
+//! - [`ServeSettings::max_connections`] regular connection slots (`slots`). When they
+//!   are all held and another connection arrives, the keep-alive connection idle the
+//!   longest (between requests, nothing of a next one read) is told to close, as nginx
+//!   reuses keep-alive connections, and the newcomer takes its slot: idle connections
+//!   cannot hoard the slots. A connection is never closed for this in the middle of a
+//!   request: one told while a head is arriving closes after that request's answer. A
+//!   client that sends a request on its idle connection just as it is closed sees the
+//!   connection close without an answer, as with any keep-alive close.
+//! - When no connection is idle, a new connection gets one of [`PROBE_RESERVE`] reserve
+//!   slots: it is answered for `/healthz`, `/readyz` and `/healthcheck` only (anything
+//!   else gets 503 JSON with `Retry-After`), with `Connection: close`. When the reserve is
+//!   taken too, accepting waits until a slot frees up. Open connections are at most
+//!   `max_connections` + [`PROBE_RESERVE`] + 16 (connections closing to make room). A
+//!   warning at most every 10 s says when slots ran out. Accept errors (such as running
+//!   out of file descriptors) are logged at most once a second and never end the loop.
 //! - When `shutdown` resolves, [`Draining`] is set (readiness answers 503) and every
 //!   response from then on carries `Connection: close`. For
 //!   [`ServeSettings::drain_delay`] the listener still accepts, so that clients racing
@@ -25,6 +37,7 @@
 mod activity;
 mod connection;
 mod framing;
+mod slots;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,9 +45,12 @@ use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use connection::Connection;
+use slots::{Class, Slot, Slots};
+
+pub use slots::PROBE_RESERVE;
 
 /// Limits of the serving loop (from `HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`,
 /// `MAX_CONNECTIONS` and `SHUTDOWN_GRACE_SECONDS`).
@@ -114,7 +130,7 @@ pub async fn run(
         tokio::time::sleep(delay).await;
         let _ = stop_tx.send(true);
     });
-    let limit = Arc::new(Semaphore::new(settings.max_connections));
+    let slots = Slots::new(settings.max_connections, PROBE_RESERVE);
     let settings = Arc::new(settings);
     let mut http = hyper::server::conn::http1::Builder::new();
     // Our own timers replace hyper's header timer (see the module documentation).
@@ -123,15 +139,9 @@ pub async fn run(
         .keep_alive(true);
     let http = Arc::new(http);
     let mut accept_errors = RateLimitedLog::default();
+    let mut slot_log = SlotLog::default();
     let mut stop = stop_rx.clone();
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&limit).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = stopped(&mut stop) => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
@@ -144,6 +154,10 @@ pub async fn run(
             },
             () = stopped(&mut stop) => break,
         };
+        let Some(slot) = wait_for_slot(&slots, &mut stop).await else {
+            break;
+        };
+        slot_log.note(&slots, slot.class);
         let _ = stream.set_nodelay(true);
         let conn = Connection {
             http: Arc::clone(&http),
@@ -151,24 +165,83 @@ pub async fn run(
             settings: Arc::clone(&settings),
             stop: stop_rx.clone(),
         };
-        tokio::spawn(async move {
-            conn.serve(stream, peer).await;
-            drop(permit);
-        });
+        tokio::spawn(conn.serve(stream, peer, slot));
     }
     drop(listener);
     tracing::info!(%addr, "listener closed; draining connections");
-    let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
     let rest = settings.grace.saturating_sub(delay);
-    match tokio::time::timeout(rest, limit.acquire_many(all)).await {
-        Ok(_) => tracing::info!("all connections closed"),
+    let all_closed = async {
+        loop {
+            let closed = slots.closed();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if slots.open() == 0 {
+                return;
+            }
+            closed.await;
+        }
+    };
+    match tokio::time::timeout(rest, all_closed).await {
+        Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!(
             grace = ?settings.grace,
-            open = settings.max_connections - limit.available_permits(),
+            open = slots.open(),
             "grace period over with requests still in flight; exiting"
         ),
     }
     Ok(())
+}
+
+/// A slot for a connection just accepted (see [`Slots::admit`]), waiting while every
+/// slot is held by a connection that is not idle; `None` once shutdown stops accepting.
+async fn wait_for_slot(slots: &Arc<Slots>, stop: &mut watch::Receiver<bool>) -> Option<Slot> {
+    loop {
+        let closed = slots.closed();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        if let Some(slot) = slots.admit() {
+            return Some(slot);
+        }
+        tokio::select! {
+            () = closed => {}
+            // A connection can become idle, and so make room, without closing.
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            () = stopped(stop) => return None,
+        }
+    }
+}
+
+/// Warns at most every 10 s that the regular slots are full: how many idle connections
+/// were closed to make room, and how many connections got a reserve slot.
+#[derive(Debug, Default)]
+struct SlotLog {
+    last: Option<Instant>,
+    evictions: u64,
+    reserve: u64,
+}
+
+impl SlotLog {
+    fn note(&mut self, slots: &Slots, class: Class) {
+        if class == Class::Reserve {
+            self.reserve += 1;
+        }
+        let evictions = slots.evictions();
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+        if due && (evictions > self.evictions || self.reserve > 0) {
+            tracing::warn!(
+                max_connections = slots.max(),
+                closed_idle = evictions - self.evictions,
+                reserve_slots_given = self.reserve,
+                "connection slots full: closed the longest-idle keep-alive connections to make \
+                 room; connections finding every slot busy were served health probes only"
+            );
+            self.last = Some(Instant::now());
+            self.evictions = evictions;
+            self.reserve = 0;
+        }
+    }
 }
 
 /// Logs an error at most once a second, counting the ones it left out.
