@@ -230,7 +230,11 @@ async fn health_probes_answer_when_every_slot_is_mid_request() {
     assert!(closed.is_some(), "closed after its answer: {text}");
     assert!(text.starts_with("http/1.1 503"), "{text}");
     assert!(text.contains("\r\nretry-after: ") && text.contains("\r\nconnection: close"));
-    assert!(text.contains("{\"detail\":"), "{text}");
+    assert!(text.contains("\r\nx-request-id: "), "{text}");
+    assert!(
+        text.contains("{\"detail\":\"too many open connections; retry shortly\"}"),
+        "{text}"
+    );
     // Once the slow requests go, signed requests are served again.
     drop(slow);
     let answer = answered_within_2s(&app, &signed).await;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, header};
-use axum::response::IntoResponse as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -20,9 +19,7 @@ use tower::ServiceExt as _;
 use super::activity::{Activity, InFlight, Phase};
 use super::framing::FrameTracker;
 use super::slots::{Class, Slot};
-use super::{ServeSettings, stopped};
-use crate::api::ApiError;
-use crate::api::middleware::is_probe;
+use super::{ReserveSlot, ServeSettings, stopped};
 
 /// The TCP stream, telling [`Activity`] when request bytes arrive and what they are.
 struct TrackedStream {
@@ -113,18 +110,15 @@ impl Connection {
             service_activity.request_started();
             let guard = InFlight(Arc::clone(&service_activity));
             req.extensions_mut().insert(ConnectInfo(peer));
+            if reserve {
+                req.extensions_mut().insert(ReserveSlot);
+            }
             let router = router.clone();
             let draining = draining.clone();
             async move {
-                let mut response = if reserve && !is_probe(req.uri().path()) {
-                    tracing::debug!(%peer, path = req.uri().path(), "reserve slot: not a probe");
-                    ApiError::Unavailable("Too many open connections; retry shortly".into())
-                        .into_response()
-                } else {
-                    match router.oneshot(req).await {
-                        Ok(r) => r,
-                        Err(never) => match never {},
-                    }
+                let mut response = match router.oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
                 };
                 if reserve || draining.is_set() {
                     response

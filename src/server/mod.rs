@@ -20,7 +20,8 @@
 //!   connection close without an answer, as with any keep-alive close.
 //! - When no connection is idle, a new connection gets one of [`PROBE_RESERVE`] reserve
 //!   slots: it is answered for `/healthz`, `/readyz` and `/healthcheck` only (anything
-//!   else gets 503 JSON with `Retry-After`), with `Connection: close`. When the reserve is
+//!   else gets 503 `Too many open connections; retry shortly` with `Retry-After`, from the
+//!   router's middleware, which sees [`ReserveSlot`]), with `Connection: close`. When the reserve is
 //!   taken too, accepting waits until a slot frees up. Open connections are at most
 //!   `max_connections` + [`PROBE_RESERVE`] + 16 (connections closing to make room). A
 //!   warning at most every 10 s says when slots ran out. Accept errors (such as running
@@ -98,6 +99,11 @@ impl Draining {
         self.0.store(true, Ordering::Relaxed);
     }
 }
+
+/// Request extension: the request came on a reserve connection slot, where only the
+/// health probes are served (others get 503 `Too many open connections; retry shortly`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReserveSlot;
 
 /// The serving loop could not run.
 #[derive(Debug, thiserror::Error)]
