@@ -20,12 +20,14 @@
 //!   connection close without an answer, as with any keep-alive close.
 //! - When no connection is idle, a new connection gets one of [`PROBE_RESERVE`] reserve
 //!   slots: it is answered for `/healthz`, `/readyz` and `/healthcheck` only (anything
-//!   else gets 503 `Too many open connections; retry shortly` with `Retry-After`, from the
-//!   router's middleware, which sees [`ReserveSlot`]), with `Connection: close`. When the reserve is
-//!   taken too, accepting waits until a slot frees up. Open connections are at most
-//!   `max_connections` + [`PROBE_RESERVE`] + 16 (connections closing to make room). A
-//!   warning at most every 10 s says when slots ran out. Accept errors (such as running
-//!   out of file descriptors) are logged at most once a second and never end the loop.
+//!   else gets 503 `Too many open connections; retry shortly` with `Retry-After`, from
+//!   the router's middleware, which sees [`ReserveSlot`]), with `Connection: close`.
+//!   When the reserve is taken too, accepting waits until a slot frees up. Open
+//!   connections are at most `max_connections` + [`PROBE_RESERVE`] + 16 (connections
+//!   closing to make room); one closing to make room that does not take its last answer
+//!   is dropped 2 s after it. A warning at most every 10 s says when slots ran out.
+//!   Accept errors (such as running out of file descriptors) are logged at most once a
+//!   second and never end the loop.
 //! - When `shutdown` resolves, [`Draining`] is set (readiness answers 503) and every
 //!   response from then on carries `Connection: close`. For
 //!   [`ServeSettings::drain_delay`] the listener still accepts, so that clients racing
