@@ -170,19 +170,20 @@ impl Slots {
     }
 }
 
-/// The regular connection idle the longest, not already told to close.
+/// The regular connection idle the longest (of those idle since the same millisecond,
+/// the oldest), not already told to close.
 fn longest_idle(inner: &mut Inner) -> Option<&mut Entry> {
-    let mut oldest: Option<(u64, Instant)> = None;
+    let mut oldest: Option<(Instant, u64)> = None;
     for (id, entry) in &inner.open {
         if entry.evicted || entry.class != Class::Regular {
             continue;
         }
         let (phase, since) = entry.activity.get();
-        if phase == Phase::Idle && oldest.is_none_or(|(_, t)| since < t) {
-            oldest = Some((*id, since));
+        if phase == Phase::Idle && oldest.is_none_or(|o| (since, *id) < o) {
+            oldest = Some((since, *id));
         }
     }
-    oldest.and_then(|(id, _)| inner.open.get_mut(&id))
+    oldest.and_then(|(_, id)| inner.open.get_mut(&id))
 }
 
 impl Drop for Slot {
