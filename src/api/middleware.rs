@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::body::BODY_LIMIT;
 use super::error::ApiError;
 use crate::metrics::Route;
+use crate::server::ReserveSlot;
 use crate::state::AppState;
 
 /// The request id of a request, as sent in `x-request-id` or generated.
@@ -55,7 +56,8 @@ impl CallerHotkey {
     }
 }
 
-/// Paths that must answer even when the instance sheds load.
+/// The health probes: they answer even when the instance sheds load, and they are all a
+/// reserve connection slot serves ([`crate::server::ReserveSlot`]).
 fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/healthcheck")
 }
@@ -80,6 +82,12 @@ pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: 
     let hotkey = CallerHotkey::default();
     req.extensions_mut().insert(hotkey.clone());
 
+    if req.extensions().get::<ReserveSlot>().is_some() && !is_probe(req.uri().path()) {
+        // The body is not read; the serving loop closes the connection after this answer.
+        let response = ApiError::Unavailable("Too many open connections; retry shortly".into())
+            .into_response();
+        return finish(&state, response, &id, &method, (route, path), None, started);
+    }
     // The whole body first, under BODY_READ_TIMEOUT and without a permit: a slow sender
     // holds only its own connection, never a slot that other callers need.
     let req = match read_body(req, state.config.body_read_timeout).await {

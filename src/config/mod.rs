@@ -127,7 +127,9 @@ pub struct Config {
     /// `IDLE_TIMEOUT`: idle keep-alive connections are closed after this (default 120 s,
     /// above the load balancer's idle timeout).
     pub idle_timeout: Duration,
-    /// `MAX_CONNECTIONS`: connections open at once; beyond, accepting waits (default 10000).
+    /// `MAX_CONNECTIONS`: connections open at once (default 10000); at the cap the
+    /// longest-idle keep-alive connection closes to make room, and 16 reserve slots
+    /// answer health probes only.
     pub max_connections: usize,
     /// `SHUTDOWN_DELAY_SECONDS`: after SIGTERM, time the listener keeps accepting (answers
     /// carry `Connection: close`) before it closes; part of the grace period (default 3).
