@@ -183,3 +183,31 @@ async fn a_listing_with_nothing_after_its_cursor_ends_with_null() {
     .expect("page");
     assert!(page.miners.is_empty() && page.next.is_none());
 }
+
+#[tokio::test]
+async fn a_subnets_worth_of_miners_lists_in_one_request() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let miners: Vec<String> = (1..=200u8).map(|i| TestKey::from_seed(i).ss58).collect();
+    let keys: Vec<String> = miners
+        .iter()
+        .flat_map(|m| (0..4).map(move |j| format!("data/hotkey={m}/job_id=j{j}/f")))
+        .collect();
+    s3_auth_api::dev::aws_like::index::seed(root.path(), BUCKET, keys, b"x").expect("seed");
+    let s3 = S3Server::start_in(root.path()).await;
+    let page = page_job_folders(
+        &s3.client,
+        BUCKET,
+        None,
+        None,
+        1000,
+        Arc::new(ListBudget::default()),
+    )
+    .await
+    .expect("page");
+    let folders: usize = page.miners.iter().map(|(_, f)| f.len()).sum();
+    assert_eq!((page.miners.len(), folders), (200, 800));
+    assert_eq!(
+        page.next, None,
+        "concurrent listings left none without a call"
+    );
+}

@@ -19,7 +19,9 @@ use super::validator::{
 use super::{Access, AccessError, miner_folder};
 use crate::auth::{Commitment, decode_ss58};
 use crate::storage::fit_lifetime;
-use crate::storage::listing::{FolderPage, ListBudget, ListError, after_folder, list_folders_page};
+use crate::storage::listing::{
+    FolderPage, ListBudget, ListError, MAX_LIST_CONCURRENCY, after_folder, list_folders_page,
+};
 use crate::storage::presign::{ListQuery, presign_list};
 
 /// Most job folders in one `/get-folder-presigned-urls` answer.
@@ -27,7 +29,7 @@ pub const MAX_JOB_FOLDERS_PER_PAGE: usize = 1000;
 /// Miner folders read from S3 at a time when no `miner_hotkeys` are given.
 const MINER_BATCH: usize = 1000;
 /// How many miners' job folders are listed at once.
-const LIST_CONCURRENCY: usize = 8;
+const LIST_CONCURRENCY: usize = MAX_LIST_CONCURRENCY;
 
 /// One page of job folders, grouped by miner in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -23,8 +23,12 @@ const S3_PAGE: usize = 1000;
 /// Most ListObjectsV2 calls one request makes (a page per miner, so a subnet's 256
 /// miners and the miner list fit in one request).
 pub const MAX_LIST_CALLS: usize = 300;
-/// Most keys and folders one request reads from S3, all calls together (5 full pages).
+/// Keys and folders one request reads from S3, all calls together (5 full pages), before
+/// it starts no more calls; calls already running may each add a page, so a request reads
+/// at most this plus [`MAX_LIST_CONCURRENCY`] pages (13,000).
 pub const MAX_LIST_ENTRIES: usize = 5000;
+/// Listings one request runs at once.
+pub const MAX_LIST_CONCURRENCY: usize = 8;
 
 /// A listing failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,38 +65,32 @@ impl ListBudget {
         }
     }
 
-    /// Takes one call of at most `wanted` entries, from this budget or else the one it
-    /// falls back on; `None` when both are spent.
-    fn take(&self, wanted: usize) -> Option<usize> {
-        self.take_own(wanted)
-            .or_else(|| self.then.as_ref()?.take(wanted))
-    }
-
-    /// Takes one call of at most `wanted` entries from this budget alone.
-    fn take_own(&self, wanted: usize) -> Option<usize> {
-        let mut granted = 0;
-        self.entries
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                granted = left.min(wanted);
-                (granted > 0).then(|| left - granted)
-            })
-            .ok()?;
-        if self
-            .calls
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            })
-            .is_err()
+    /// Takes one call, reading at most `wanted` entries (and one S3 page), from this
+    /// budget or else the one it falls back on; `None` when both are spent. Entries are
+    /// charged as read ([`ListBudget::spend`] on the budget returned), not held while a
+    /// call runs, so concurrent listings never starve each other of a grant: calls in
+    /// flight when the entries run out may each add one page.
+    fn take(&self, wanted: usize) -> Option<(usize, &ListBudget)> {
+        if self.entries.load(Ordering::SeqCst) > 0
+            && self
+                .calls
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok()
         {
-            self.entries.fetch_add(granted, Ordering::SeqCst);
-            return None;
+            return Some((wanted.min(S3_PAGE), self));
         }
-        Some(granted)
+        self.then.as_deref()?.take(wanted)
     }
 
-    /// Gives back entries a call was granted but did not read.
-    fn refund(&self, entries: usize) {
-        self.entries.fetch_add(entries, Ordering::SeqCst);
+    /// Charges `entries` read by a call this budget granted.
+    fn spend(&self, entries: usize) {
+        let _ = self
+            .entries
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                Some(left.saturating_sub(entries))
+            });
     }
 
     /// Moves half of what is left (rounded down) into a budget of its own, so a listing
@@ -199,7 +197,7 @@ pub async fn list_folders_page(
             });
         }
         let room = (limit - folders.len()).min(S3_PAGE);
-        let Some(granted) = budget.take(room) else {
+        let Some((granted, charged)) = budget.take(room) else {
             return Ok(FolderPage {
                 resume: stopped_at(&read_to),
                 folders,
@@ -232,7 +230,7 @@ pub async fn list_folders_page(
             .filter_map(|p| p.prefix())
             .map(decode)
             .collect();
-        budget.refund(granted.saturating_sub(keys.len() + prefixes.len()));
+        charged.spend(keys.len() + prefixes.len());
         let ends = keys
             .last()
             .cloned()
@@ -288,39 +286,38 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_grants_no_more_calls_or_entries_than_it_holds() {
+    fn a_budget_grants_no_more_calls_than_it_holds_and_stops_once_its_entries_are_read() {
         let budget = ListBudget::new(3, 2500);
-        assert_eq!(budget.take(1000), Some(1000));
-        budget.refund(990);
-        assert_eq!(budget.take(1000), Some(1000));
-        assert_eq!(budget.take(1000), Some(1000));
-        assert_eq!(budget.take(1000), None, "three calls spent");
+        for _ in 0..3 {
+            let (granted, charged) = budget.take(5000).expect("a call");
+            assert_eq!(granted, 1000, "one S3 page at most");
+            charged.spend(10);
+        }
+        assert!(budget.take(1000).is_none(), "three calls spent");
         let budget = ListBudget::new(10, 1500);
-        assert_eq!(budget.take(1000), Some(1000));
-        assert_eq!(budget.take(1000), Some(500));
-        assert_eq!(budget.take(1000), None, "entries spent");
+        budget.take(1000).expect("a call").1.spend(1000);
+        // Entries are charged as read: a second call may start, a third may not.
+        budget.take(1000).expect("a call").1.spend(1000);
+        assert!(budget.take(1000).is_none(), "entries spent");
         assert_eq!(budget.calls_left(), 8);
         let budget = ListBudget::new(3, 5);
         let first = budget.half();
-        assert_eq!(first.take(10), Some(2));
-        assert_eq!(first.take(10), None, "one call, two entries");
+        first.take(10).expect("its one call").1.spend(2);
+        assert!(first.take(10).is_none(), "one call");
         budget.give_back(&first);
-        assert_eq!(budget.take(10), Some(3));
-        assert_eq!(
-            budget.take(10),
-            None,
-            "the first listing's entries stay spent"
-        );
+        budget.take(10).expect("a call").1.spend(3);
+        assert!(budget.take(10).is_none(), "entries spent");
         let last = Arc::new(ListBudget::new(1, 1));
-        assert_eq!(last.half().take(1), None);
+        assert!(last.half().take(1).is_none());
         let reserved = last.reserve();
-        assert_eq!(reserved.take(1), Some(1));
-        assert_eq!(reserved.take(1), None);
+        assert!(reserved.take(1).is_some());
+        assert!(reserved.take(1).is_none());
         let shared = Arc::new(ListBudget::new(4, 4000));
         let reserved = shared.reserve();
         for _ in 0..4 {
-            assert!(reserved.take(1000).is_some(), "its half, then the rest");
+            let (_, charged) = reserved.take(1000).expect("its half, then the rest");
+            charged.spend(1000);
         }
-        assert_eq!(reserved.take(1000), None);
+        assert!(reserved.take(1000).is_none());
     }
 }
