@@ -125,6 +125,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// `MAX_CONNECTIONS`: connections open at once; beyond, accepting waits (default 10000).
     pub max_connections: usize,
+    /// `REQUEST_BUFFER_BUDGET_MB`: request-body bytes held in memory at once, across all
+    /// connections, in bytes (default 64 MiB); when spent, body reads get 503.
+    pub request_buffer_budget: usize,
     /// `SHUTDOWN_DELAY_SECONDS`: after SIGTERM, time the listener keeps accepting (answers
     /// carry `Connection: close`) before it closes; part of the grace period (default 3).
     pub shutdown_delay: Duration,
@@ -188,6 +191,7 @@ pub const ENV_VARS: &[&str] = &[
     "BODY_READ_TIMEOUT",
     "IDLE_TIMEOUT",
     "MAX_CONNECTIONS",
+    "REQUEST_BUFFER_BUDGET_MB",
     "SHUTDOWN_DELAY_SECONDS",
 ];
 
