@@ -27,10 +27,15 @@ pub const HEAD_LIMIT: usize = 16 * 1024;
 /// state, and allocator slack. Deployment checks size tasks with it.
 pub const PER_CONNECTION_BYTES: usize = 64 * 1024;
 
-/// Default of `REQUEST_BUFFER_BUDGET_MB`, in MiB: with 2,000 connections at
-/// [`PER_CONNECTION_BYTES`] (125 MiB) and the idle process (about 20 MiB), a 512 MiB task
-/// keeps more than half its memory free.
+/// Default of `REQUEST_BUFFER_BUDGET_MB`, in MiB: with the template's 2,000 connections at
+/// [`PER_CONNECTION_BYTES`] (125 MiB) and [`PROCESS_BASELINE_MIB`], 317 MiB of the 512 MiB
+/// task, which keeps 38 % free. Legitimate bodies are a few KiB: 64 MiB holds hundreds of
+/// the largest (256 KiB) at once.
 pub const DEFAULT_BUDGET_MIB: usize = 64;
+
+/// Memory the rest of the process may use, in MiB, for sizing tasks: about 20 MiB idle,
+/// the replay records (up to about 45 MB when full), and the requests in flight.
+pub const PROCESS_BASELINE_MIB: usize = 128;
 
 /// Bytes of request bodies held at once, across all connections.
 #[derive(Debug)]
