@@ -1,6 +1,6 @@
 //! Cross-cutting HTTP behaviour: request ids, one access log line per request, the body
-//! read in full under a timeout and the request-buffer budget, a per-request timeout, load shedding, and request
-//! counters.
+//! read in full under a timeout and the request-buffer budget, a per-request timeout, load
+//! shedding, and request counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
