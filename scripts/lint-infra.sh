@@ -7,6 +7,8 @@
 #   - shellcheck on every *.sh in scripts/ and aws/, on .ci/run and on the `run:` steps of
 #     the GitHub workflows
 #   - zizmor (offline audits) on .github/workflows: no finding of medium severity or worse
+#   - the template's TaskMemory holds MaxConnections x the per-connection figure +
+#     RequestBufferBudgetMb + the rest of the process, with 20 % to spare
 #   - docker-compose.yml parses, and every variable the compose file and the ECS task
 #     definition give the service is one it reads (ENV_VARS in src/config/mod.rs)
 #   - every template is one `aws cloudformation deploy` accepts as deploy.sh calls it:
@@ -153,6 +155,44 @@ sys.exit(1 if bad else 0)
 PY
 }
 step "environment variable names" check_env_names
+
+# The task's memory holds what the service can come to use at the template's defaults:
+# MAX_CONNECTIONS x the per-connection figure + REQUEST_BUFFER_BUDGET_MB + the rest of the
+# process (PER_CONNECTION_BYTES and PROCESS_BASELINE_MIB in src/api/budget.rs), with 20 %
+# of TaskMemory to spare.
+check_task_memory() {
+  "$venv/bin/python" - <<'PY'
+import re
+import sys
+
+from cfnlint.decode import cfn_yaml
+
+source = open("src/api/budget.rs", encoding="utf-8").read()
+
+
+def constant(name):
+    m = re.search(rf"pub const {name}: usize = ([0-9_ *]+);", source)
+    if m is None:
+        sys.exit(f"{name} not found in src/api/budget.rs")
+    value = 1
+    for factor in m.group(1).replace("_", "").split("*"):
+        value *= int(factor)
+    return value
+
+
+per_connection = constant("PER_CONNECTION_BYTES")
+baseline_mib = constant("PROCESS_BASELINE_MIB")
+params = cfn_yaml.load("aws/s3-auth-api.yaml")["Parameters"]
+task_mib = int(params["TaskMemory"]["Default"])
+connections = int(params["MaxConnections"]["Default"])
+budget_mib = int(params["RequestBufferBudgetMb"]["Default"])
+needed = connections * per_connection / 2**20 + budget_mib + baseline_mib
+print(f"   {connections} x {per_connection // 1024} KiB + {budget_mib} MiB + {baseline_mib} MiB"
+      f" = {needed:.0f} MiB of {task_mib} MiB")
+sys.exit(0 if needed <= 0.8 * task_mib else 1)
+PY
+}
+step "task memory: connections, request-buffer budget and the process" check_task_memory
 
 # What deploy.sh would run, without AWS: a first create and an update, on both CPUs.
 dry_runs() {

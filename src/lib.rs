@@ -14,6 +14,7 @@ pub mod dev;
 pub mod emf;
 pub mod keys;
 pub mod loadgen;
+pub mod malloc;
 pub mod metagraph;
 pub mod metrics;
 pub mod quota;

@@ -144,6 +144,8 @@ enum ValidatorCommand {
 }
 
 fn main() -> ExitCode {
+    // Before the runtime's threads exist: the arena count applies to threads started later.
+    s3_auth_api::malloc::tune();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -235,6 +237,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let (app, startup) = launch(config).await.context("cannot start")?;
+    s3_auth_api::malloc::spawn_trimmer();
     let settings = ServeSettings::from_config(&app.state.config, app.state.draining.clone());
     tracing::info!(%addr, "s3-auth-api listening");
     let server = server::run(listener, app.router, settings, shutdown_signal());

@@ -67,6 +67,8 @@ pub struct AppState {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Set once shutdown has started (readiness then answers 503).
     pub draining: crate::server::Draining,
+    /// Bytes of request bodies held at once (`REQUEST_BUFFER_BUDGET_MB`); spent means 503.
+    pub buffer_budget: Arc<crate::api::budget::BufferBudget>,
 }
 
 /// The service could not start.
@@ -307,7 +309,8 @@ impl AppState {
             HEALTH_PROBE_EVERY / 2,
         );
         let location = BucketLocation::of(&config);
-        let max_in_flight = config.max_concurrent_requests;
+        let (max_in_flight, budget) =
+            (config.max_concurrent_requests, config.request_buffer_budget);
         let (auth_failure_burst, auth_failures_per_minute) =
             (config.auth_failure_burst, config.auth_failures_per_minute);
         let access = Access {
@@ -329,6 +332,7 @@ impl AppState {
             started: Instant::now(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
             draining: crate::server::Draining::default(),
+            buffer_budget: crate::api::budget::BufferBudget::new(budget),
         });
 
         let tasks = BackgroundTasks::default();

@@ -343,3 +343,41 @@ fn the_grace_period_covers_readiness_on_the_load_balancers_check() {
         "grace {grace} s is shorter than a first sync (60 s) plus {to_healthy} s to become healthy"
     );
 }
+
+#[test]
+fn the_task_memory_holds_every_connection_and_the_request_buffer_budget() {
+    // Memory a task can come to hold: each open connection's head buffer and state,
+    // the bodies within the budget, and the rest of the process; the template's defaults
+    // must fit TaskMemory with 20 % to spare.
+    use s3_auth_api::api::budget::{PER_CONNECTION_BYTES, PROCESS_BASELINE_MIB};
+    let template = yaml("aws/s3-auth-api.yaml");
+    let params = &template["Parameters"];
+    let task_mib = number(&params["TaskMemory"]["Default"]);
+    let connections = number(&params["MaxConnections"]["Default"]);
+    let budget_mib = number(&params["RequestBufferBudgetMb"]["Default"]);
+    let container =
+        &template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    let env_ref = |name: &str| {
+        container["Environment"]
+            .as_sequence()
+            .expect("Environment")
+            .iter()
+            .find(|e| e["Name"].as_str() == Some(name))
+            .map(|e| format!("{:?}", e["Value"]))
+            .unwrap_or_else(|| panic!("{name} is not in the task definition"))
+    };
+    assert!(env_ref("MAX_CONNECTIONS").contains("MaxConnections"));
+    assert!(env_ref("REQUEST_BUFFER_BUDGET_MB").contains("RequestBufferBudgetMb"));
+    let needed_mib = connections * PER_CONNECTION_BYTES as u64 / (1 << 20)
+        + budget_mib
+        + PROCESS_BASELINE_MIB as u64;
+    eprintln!(
+        "{connections} connections x {} KiB + {budget_mib} MiB + {PROCESS_BASELINE_MIB} MiB = \
+         {needed_mib} MiB of {task_mib} MiB",
+        PER_CONNECTION_BYTES / 1024
+    );
+    assert!(
+        needed_mib * 100 <= task_mib * 80,
+        "{needed_mib} MiB needed leaves less than 20 % of the {task_mib} MiB task"
+    );
+}

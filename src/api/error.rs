@@ -94,6 +94,10 @@ pub enum ApiError {
     /// 503 `Server busy; retry shortly`: `MAX_CONCURRENT_REQUESTS` are in flight.
     #[error("server busy")]
     Busy,
+    /// 503: the request-buffer budget (`REQUEST_BUFFER_BUDGET_MB`) is spent by bodies
+    /// being received; the connection is closed.
+    #[error("request-buffer budget spent")]
+    BufferBudgetSpent,
     /// 504: a dependency did not answer in time.
     #[error("timeout: {0}")]
     Timeout(String),
@@ -123,7 +127,9 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unavailable(_) | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy | ApiError::BufferBudgetSpent => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -136,8 +142,8 @@ impl ApiError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ApiError::Unavailable(_) | ApiError::Timeout(_) => Some(RETRY_AFTER_SECS),
-            // Slots free up within a request's time.
-            ApiError::Busy => Some(1),
+            // Slots and buffers free up within a request's time.
+            ApiError::Busy | ApiError::BufferBudgetSpent => Some(1),
             ApiError::Throttled { retry_after_secs } => Some((*retry_after_secs).max(1)),
             ApiError::QuotaExceeded { info, .. } => Some(info.reset_in_secs),
             _ => None,
@@ -181,6 +187,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::BodyTimeout => json!("Request body not received in time"),
             ApiError::Busy => json!("Server busy; retry shortly"),
+            ApiError::BufferBudgetSpent => {
+                json!("Server is receiving too many request bodies; retry shortly")
+            }
             ApiError::NotFound => json!("Not Found"),
             ApiError::MethodNotAllowed => json!("Method Not Allowed"),
             ApiError::Internal(msg) => {
@@ -198,7 +207,7 @@ impl IntoResponse for ApiError {
         }
         if matches!(
             self,
-            ApiError::BodyTimeout | ApiError::PayloadTooLarge { .. }
+            ApiError::BodyTimeout | ApiError::PayloadTooLarge { .. } | ApiError::BufferBudgetSpent
         ) {
             // The rest of the body is not read: the connection cannot carry another request.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -1,6 +1,6 @@
 //! Cross-cutting HTTP behaviour: request ids, one access log line per request, the body
-//! read in full under a timeout, a per-request timeout, load shedding, and request
-//! counters.
+//! read in full under a timeout and the request-buffer budget, a per-request timeout, load
+//! shedding, and request counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::body::BODY_LIMIT;
+use super::budget::{BufferBudget, read_charged};
 use super::error::ApiError;
 use crate::metrics::Route;
 use crate::server::ReserveSlot;
@@ -89,8 +90,9 @@ pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: 
         return finish(&state, response, &id, &method, (route, path), None, started);
     }
     // The whole body first, under BODY_READ_TIMEOUT and without a permit: a slow sender
-    // holds only its own connection, never a slot that other callers need.
-    let req = match read_body(req, state.config.body_read_timeout).await {
+    // holds only its own connection, never a slot that other callers need. Its bytes are
+    // charged to the request-buffer budget as they arrive.
+    let req = match read_body(req, state.config.body_read_timeout, &state.buffer_budget).await {
         Ok(req) => req,
         Err(err) => {
             let response = err.into_response();
@@ -124,33 +126,26 @@ pub async fn access(State(state): State<Arc<AppState>>, mut req: Request, next: 
     )
 }
 
-/// Reads `req`'s body in full within `timeout` and at most [`BODY_LIMIT`] bytes, and
-/// gives the request back with the body in memory.
-async fn read_body(req: Request, timeout: std::time::Duration) -> Result<Request, ApiError> {
-    let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
+/// Reads `req`'s body in full within `timeout` and at most [`BODY_LIMIT`] bytes, charged
+/// to `budget` as it arrives, and gives the request back with the body in memory.
+async fn read_body(
+    req: Request,
+    timeout: std::time::Duration,
+    budget: &Arc<BufferBudget>,
+) -> Result<Request, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
-        return Err(too_large);
+        return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT });
     }
+    let declared = declared.and_then(|n| usize::try_from(n).ok());
     let (parts, body) = req.into_parts();
-    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, BODY_LIMIT)).await {
-        Err(_) => return Err(ApiError::BodyTimeout),
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(err)) => {
-            let limited = std::error::Error::source(&err)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
-                || err.into_inner().is::<http_body_util::LengthLimitError>();
-            return Err(if limited {
-                too_large
-            } else {
-                ApiError::BadRequest("Could not read the request body".into())
-            });
-        }
-    };
+    let bytes = tokio::time::timeout(timeout, read_charged(body, declared, budget))
+        .await
+        .map_err(|_| ApiError::BodyTimeout)??;
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 

@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers parse, call the access layer and shape the response.
 
 pub mod body;
+pub mod budget;
 pub mod client_ip;
 pub mod error;
 pub mod info;

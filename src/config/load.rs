@@ -304,6 +304,12 @@ impl Config {
             "a number of connections from 1 to 1000000",
             |n: &usize| (1..=1_000_000).contains(n),
         )?;
+        let budget_mib = env.parsed(
+            "REQUEST_BUFFER_BUDGET_MB",
+            crate::api::budget::DEFAULT_BUDGET_MIB,
+            "a number of MiB from 1 to 65536",
+            |n: &usize| (1..=65_536).contains(n),
+        )?;
         let shutdown_delay = env.parsed(
             "SHUTDOWN_DELAY_SECONDS",
             3u64.min(shutdown_grace.as_secs()),
@@ -359,6 +365,7 @@ impl Config {
             body_read_timeout,
             idle_timeout,
             max_connections,
+            request_buffer_budget: budget_mib << 20,
             shutdown_delay: Duration::from_secs(shutdown_delay),
         })
     }

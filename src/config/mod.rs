@@ -131,6 +131,9 @@ pub struct Config {
     /// longest-idle keep-alive connection closes to make room, and 16 reserve slots
     /// answer health probes only.
     pub max_connections: usize,
+    /// `REQUEST_BUFFER_BUDGET_MB`: request-body bytes held in memory at once, across all
+    /// connections, in bytes (default 64 MiB); when spent, body reads get 503.
+    pub request_buffer_budget: usize,
     /// `SHUTDOWN_DELAY_SECONDS`: after SIGTERM, time the listener keeps accepting (answers
     /// carry `Connection: close`) before it closes; part of the grace period (default 3).
     pub shutdown_delay: Duration,
@@ -195,6 +198,7 @@ pub const ENV_VARS: &[&str] = &[
     "BODY_READ_TIMEOUT",
     "IDLE_TIMEOUT",
     "MAX_CONNECTIONS",
+    "REQUEST_BUFFER_BUDGET_MB",
     "SHUTDOWN_DELAY_SECONDS",
 ];
 

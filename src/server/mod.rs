@@ -144,6 +144,7 @@ pub async fn run(
     // Our own timers replace hyper's header timer (see the module documentation).
     http.timer(TokioTimer::new())
         .header_read_timeout(None)
+        .max_buf_size(crate::api::budget::HEAD_LIMIT)
         .keep_alive(true);
     let http = Arc::new(http);
     let mut accept_errors = RateLimitedLog::default();
