@@ -9,6 +9,8 @@
 #   scripts/bench-sustained.sh [--duration SECONDS] [--connections N] [--print]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-table.sh
+source scripts/bench-table.sh
 
 duration=8
 connections=64
@@ -68,18 +70,5 @@ ${rows}"
 if $print_only; then
   echo "$table"
 else
-  python3 - "$table" <<'PY'
-import re, sys
-path = "docs/benchmarks.md"
-text = open(path).read()
-start, end = "<!-- bench-sustained.sh:start -->", "<!-- bench-sustained.sh:end -->"
-block = f"{start}\n{sys.argv[1]}\n{end}"
-if start in text:
-    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-else:
-    text = text.rstrip() + "\n\n## Sustained load on the in-process records (`scripts/bench-sustained.sh`)\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
-  echo "$table"
-  echo "updated docs/benchmarks.md"
+  bench_table bench-sustained.sh "Sustained load on the in-process records (\`scripts/bench-sustained.sh\`)" "$table"
 fi

@@ -6,6 +6,8 @@
 #   scripts/bench.sh [--duration SECONDS] [--concurrency "1 16 64"] [--print]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-table.sh
+source scripts/bench-table.sh
 
 duration=20
 concurrency="1 16 64"
@@ -68,18 +70,5 @@ Server: ready in ${ready_ms} ms from a metagraph file (256 uids); RSS idle $((id
 if $print_only; then
   echo "$table"
 else
-  python3 - "$table" <<'PY'
-import re, sys
-path = "docs/benchmarks.md"
-text = open(path).read()
-start, end = "<!-- bench.sh:start -->", "<!-- bench.sh:end -->"
-block = f"{start}\n{sys.argv[1]}\n{end}"
-if start in text:
-    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-else:
-    text = text.rstrip() + "\n\n## Load (`scripts/bench.sh`)\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
-  echo "$table"
-  echo "updated docs/benchmarks.md"
+  bench_table bench.sh "Load (\`scripts/bench.sh\`)" "$table"
 fi
