@@ -7,17 +7,8 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::tao::{TaoHeaders, request, sign};
+use support::tao::{post_signed, request, sign};
 use support::{TestApp, TestKey};
-
-async fn post_signed(app: &TestApp, path: &str, body: &[u8], h: &TaoHeaders) -> (u16, Value) {
-    let res = request(&app.client, &format!("{}{path}", app.base), body, h)
-        .send()
-        .await
-        .expect("request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
 
 /// Who may use a granting route: its miner or its validator.
 fn signer<'a>(app: &'a TestApp, path: &str) -> &'a TestKey {

@@ -5,21 +5,12 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::tao::{TaoHeaders, nonce, now_ms, request, sign, sign_at};
+use support::tao::{nonce, now_ms, post_signed, request, sign, sign_at};
 use support::{Options, TestApp, TestKey};
 
 async fn post(app: &TestApp, path: &str, key: &TestKey, body: &Value) -> (u16, Value) {
     let bytes = serde_json::to_vec(body).expect("json");
     post_signed(app, path, &bytes, &sign(key, &bytes)).await
-}
-
-async fn post_signed(app: &TestApp, path: &str, body: &[u8], h: &TaoHeaders) -> (u16, Value) {
-    let res = request(&app.client, &format!("{}{path}", app.base), body, h)
-        .send()
-        .await
-        .expect("request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
 }
 
 async fn upload_form(app: &TestApp, grant: &Value, content: Vec<u8>) -> u16 {

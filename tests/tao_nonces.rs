@@ -6,17 +6,8 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::tao::{TaoHeaders, request, sign};
+use support::tao::{TaoHeaders, post_signed, request, sign};
 use support::{Options, TestApp};
-
-async fn post_signed(app: &TestApp, path: &str, body: &[u8], h: &TaoHeaders) -> (u16, Value) {
-    let res = request(&app.client, &format!("{}{path}", app.base), body, h)
-        .send()
-        .await
-        .expect("request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_is_accepted_once_across_32_concurrent_copies_with_redis() {

@@ -90,3 +90,19 @@ pub fn request(
         .header("X-Tao-Signature", &headers.signature)
         .body(body.to_vec())
 }
+
+/// Sends `body` signed with `headers` to `path` of `app`: the status and the JSON answer
+/// (`null` when the answer is not JSON).
+pub async fn post_signed(
+    app: &super::TestApp,
+    path: &str,
+    body: &[u8],
+    headers: &TaoHeaders,
+) -> (u16, serde_json::Value) {
+    let res = request(&app.client, &format!("{}{path}", app.base), body, headers)
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(serde_json::Value::Null))
+}
