@@ -151,36 +151,32 @@ proptest! {
     }
 }
 
+/// The first page of every miner's folders, at most `limit`, with a request's budget.
+async fn first_page(s3: &S3Server, limit: usize) -> s3_auth_api::access::folders::JobFolderPage {
+    page_job_folders(
+        &s3.client,
+        BUCKET,
+        None,
+        None,
+        limit,
+        Arc::new(ListBudget::default()),
+    )
+    .await
+    .expect("page")
+}
+
 #[tokio::test]
 async fn a_listing_with_nothing_after_its_cursor_ends_with_null() {
     let s3 = S3Server::start().await;
     let m = &miners()[0];
     s3.put_many(vec![format!("data/hotkey={m}/job_id=a/f")])
         .await;
-    let page = page_job_folders(
-        &s3.client,
-        BUCKET,
-        None,
-        None,
-        10,
-        Arc::new(ListBudget::default()),
-    )
-    .await
-    .expect("page");
+    let page = first_page(&s3, 10).await;
     assert_eq!(page.miners.len(), 1);
     assert_eq!(page.next, None, "S3 holds nothing more");
     // An empty bucket too.
     let empty = S3Server::start().await;
-    let page = page_job_folders(
-        &empty.client,
-        BUCKET,
-        None,
-        None,
-        10,
-        Arc::new(ListBudget::default()),
-    )
-    .await
-    .expect("page");
+    let page = first_page(&empty, 10).await;
     assert!(page.miners.is_empty() && page.next.is_none());
 }
 
@@ -194,16 +190,7 @@ async fn a_subnets_worth_of_miners_lists_in_one_request() {
         .collect();
     s3_auth_api::dev::aws_like::index::seed(root.path(), BUCKET, keys, b"x").expect("seed");
     let s3 = S3Server::start_in(root.path()).await;
-    let page = page_job_folders(
-        &s3.client,
-        BUCKET,
-        None,
-        None,
-        1000,
-        Arc::new(ListBudget::default()),
-    )
-    .await
-    .expect("page");
+    let page = first_page(&s3, 1000).await;
     let folders: usize = page.miners.iter().map(|(_, f)| f.len()).sum();
     assert_eq!((page.miners.len(), folders), (200, 800));
     assert_eq!(
