@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::env::{Env, valid_bucket, valid_region};
 use super::{
-    Config, ConfigError, ConfigUrl, DEFAULT_IDLE_TIMEOUT_SECS, LogFormat, Secret,
+    Config, ConfigError, ConfigUrl, DEFAULT_IDLE_TIMEOUT_SECS, LogFormat, RedisMode, Secret,
     StaticCredentials, TaoSettings,
 };
 use crate::quota::OnRedisError;
@@ -131,6 +131,27 @@ impl Config {
             }
         };
         let quota_key_prefix = env.string("QUOTA_KEY_PREFIX", "");
+        if quota_key_prefix.contains(['{', '}']) {
+            // A brace would move or empty the hash tag that keeps a check's keys in one
+            // cluster slot.
+            return Err(ConfigError {
+                var: "QUOTA_KEY_PREFIX",
+                value: quota_key_prefix,
+                expected: "a prefix without `{` or `}`".into(),
+            });
+        }
+        let redis_mode = match env.string("REDIS_MODE", "auto").as_str() {
+            "auto" => RedisMode::Auto,
+            "standalone" => RedisMode::Standalone,
+            "cluster" => RedisMode::Cluster,
+            other => {
+                return Err(ConfigError {
+                    var: "REDIS_MODE",
+                    value: other.to_owned(),
+                    expected: "auto, standalone or cluster".into(),
+                });
+            }
+        };
         let metagraph_file = env.raw("METAGRAPH_FILE").map(PathBuf::from);
         let subtensor_url = match env.raw("SUBTENSOR_URL") {
             Some(url) if url.starts_with("ws://") || url.starts_with("wss://") => Some(url),
@@ -356,6 +377,7 @@ impl Config {
             log_level,
             log_format,
             redis_password,
+            redis_mode,
             replay_protection,
             tao,
             trust_proxy_hops,

@@ -54,6 +54,8 @@ pub struct Config {
     pub quota_on_redis_error: OnRedisError,
     /// `QUOTA_KEY_PREFIX`: prefix of the Redis quota keys (default empty, as the original).
     pub quota_key_prefix: String,
+    /// `REDIS_MODE`: `auto` (default) detects a cluster; `standalone` or `cluster` forces one.
+    pub redis_mode: RedisMode,
     /// The Subtensor websocket endpoint: `SUBTENSOR_URL`, else derived from `BT_NETWORK`
     /// (`None` when `BT_NETWORK` names no known network and a file source is used).
     pub subtensor_url: Option<ConfigUrl>,
@@ -160,6 +162,7 @@ pub const ENV_VARS: &[&str] = &[
     "REDIS_PASSWORD",
     "QUOTA_ON_REDIS_ERROR",
     "QUOTA_KEY_PREFIX",
+    "REDIS_MODE",
     "METAGRAPH_FILE",
     "METAGRAPH_FILE_POLL_SECS",
     "SUBTENSOR_URL",
@@ -267,6 +270,18 @@ impl std::fmt::Debug for ConfigUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", crate::redact::url(&self.0))
     }
+}
+
+/// How to connect to `REDIS_URL` (`REDIS_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    /// Ask the server (`CLUSTER INFO`): a cluster gets a cluster connection, anything else
+    /// a single-node one.
+    Auto,
+    /// One node (a primary, or a cluster-mode-disabled endpoint): today's key names.
+    Standalone,
+    /// Redis Cluster, ElastiCache Serverless, MemoryDB: slot-aware, hash-tagged keys.
+    Cluster,
 }
 
 /// Log line format.

@@ -165,3 +165,25 @@ fn upload_checks_follow_the_miner_limit_unless_set() {
     .expect("valid");
     assert_eq!(c.daily_upload_checks_per_miner, 7);
 }
+
+#[test]
+fn redis_mode_is_detected_unless_set_and_the_prefix_cannot_move_the_hash_tag() {
+    let c = with(&[("S3_BUCKET", "b-1")]).expect("valid");
+    assert_eq!(c.redis_mode, RedisMode::Auto);
+    for (value, mode) in [
+        ("standalone", RedisMode::Standalone),
+        ("cluster", RedisMode::Cluster),
+    ] {
+        let c = with(&[("S3_BUCKET", "b-1"), ("REDIS_MODE", value)]).expect("valid");
+        assert_eq!(c.redis_mode, mode);
+    }
+    let e = with(&[("S3_BUCKET", "b-1"), ("REDIS_MODE", "sentinel")]).unwrap_err();
+    assert_eq!(
+        (e.var, e.expected.as_str()),
+        ("REDIS_MODE", "auto, standalone or cluster")
+    );
+    for prefix in ["q{", "}q", "{x}"] {
+        let e = with(&[("S3_BUCKET", "b-1"), ("QUOTA_KEY_PREFIX", prefix)]).unwrap_err();
+        assert_eq!(e.var, "QUOTA_KEY_PREFIX");
+    }
+}
