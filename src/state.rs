@@ -291,6 +291,8 @@ impl AppState {
             Some(url) => Some(RedisStore::connect(
                 url.as_str(),
                 config.redis_password.as_ref().map(|p| p.0.as_str()),
+                config.redis_mode,
+                &config.quota_key_prefix,
             )?),
             None => None,
         };

@@ -489,6 +489,7 @@ pub async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
         "quota": {
             "backend": match quota_backend { Backend::Redis => "redis", Backend::Memory => "memory" },
             "redis_configured": state.access.quotas.uses_redis(),
+            "redis_mode": state.access.quotas.redis_mode(),
             "fallback_activations": state.access.quotas.fallback_activations(),
             "replay_checks_in_process": state.access.quotas.replay_checks_in_process(),
             "replay_records_dropped": state.access.quotas.replay_records_dropped(),

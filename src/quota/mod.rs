@@ -9,6 +9,7 @@
 pub mod check;
 pub mod expiry;
 pub mod memory;
+pub mod redis_conn;
 pub mod redis_store;
 pub mod replay;
 
@@ -152,6 +153,13 @@ impl Quotas {
         self.redis.is_some()
     }
 
+    /// How the Redis connection was made: `"cluster"` or `"standalone"`; `None` when Redis
+    /// is not configured or not connected yet.
+    pub fn redis_mode(&self) -> Option<&'static str> {
+        let cluster = self.redis.as_ref()?.is_cluster()?;
+        Some(if cluster { "cluster" } else { "standalone" })
+    }
+
     /// The fallback policy.
     pub fn on_error(&self) -> OnRedisError {
         self.on_error
@@ -186,21 +194,20 @@ impl Quotas {
         self.memory.replays().dropped()
     }
 
-    /// Pings Redis (bounded by the store's timeouts) and records the result; `None` when
-    /// Redis is not configured or its first connection is still being made.
+    /// Runs the quota script on probe keys (bounded by the store's timeouts) and records
+    /// whether it worked, as a request's failure would be; `None` when Redis is not
+    /// configured or its first connection is still being made.
     pub async fn probe_redis(&self) -> Option<bool> {
         let redis = self.redis.as_ref()?;
         if redis.connecting() {
             return None;
         }
         let failures_before = self.redis_failures.load(Ordering::SeqCst);
-        let ok = redis.ping().await.is_ok();
-        self.redis_known.store(true, Ordering::SeqCst);
-        if !ok {
-            self.redis_failures.fetch_add(1, Ordering::SeqCst);
-            self.redis_ok.store(false, Ordering::SeqCst);
+        if let Err(err) = redis.probe().await {
+            self.note_redis_failure(&err);
             return Some(false);
         }
+        self.redis_known.store(true, Ordering::SeqCst);
         if self.redis_failures.load(Ordering::SeqCst) == failures_before {
             self.redis_ok.store(true, Ordering::SeqCst);
             if let Ok(mut until) = self.redis_down_until.lock() {
