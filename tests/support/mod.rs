@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod fake_node;
 pub mod raw_http;
 pub mod tao;
@@ -53,6 +54,11 @@ impl RedisServer {
 
     /// Starts `redis-server` on `port`.
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts `redis-server` on `port` with `extra` arguments.
+    pub fn start_with(port: u16, extra: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -64,6 +70,7 @@ impl RedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -414,6 +421,10 @@ pub struct TestApp {
 pub struct Options {
     /// Start a real Redis and point `REDIS_URL` at it.
     pub redis: bool,
+    /// Point `REDIS_URL` at this Redis started elsewhere (a cluster node).
+    pub redis_url: Option<String>,
+    /// Do not wait for `redis_url` to pass the quota probe (a test of a Redis that fails it).
+    pub redis_may_fail: bool,
     /// Extra or overriding variables.
     pub env: Vec<(&'static str, String)>,
     /// Read the metagraph from this Subtensor node instead of a file.
@@ -464,6 +475,9 @@ impl TestApp {
         if let Some(r) = &redis {
             env.insert("REDIS_URL".into(), r.url());
         }
+        if let Some(url) = &options.redis_url {
+            env.insert("REDIS_URL".into(), url.clone());
+        }
         for (k, v) in options.env {
             env.insert(k.into(), v);
         }
@@ -496,7 +510,7 @@ impl TestApp {
             tasks,
             server,
         };
-        if app.redis.is_some() {
+        if app.redis.is_some() || (options.redis_url.is_some() && !options.redis_may_fail) {
             app.wait_for_redis().await;
         }
         app
