@@ -1,7 +1,10 @@
 # shellcheck shell=bash
 # Sourced by scripts/bench.sh, scripts/soak.sh and scripts/bench-sustained.sh: builds the
-# release binaries, then starts a redis-server (unless BENCH_QUOTA=memory) and the service (on loopback, with a metagraph of the load generator's
-# 256 keys and limits out of reach) and waits until /readyz answers.
+# release binaries, then starts a redis-server (BENCH_QUOTA=redis, the default), a six-node
+# Redis Cluster (BENCH_QUOTA=cluster: three primaries, three replicas, made with
+# `redis-cli --cluster create`) or no Redis (BENCH_QUOTA=memory), and the service (on
+# loopback, with a metagraph of the load generator's 256 keys and limits out of reach),
+# and waits until /readyz answers.
 #
 # Expects `work` (a scratch directory) and `pids` (an array the caller's cleanup kills).
 # Sets `bin`, `api_port`, `api_pid`, `ready_ms` and `idle_rss` (KiB, one second after ready).
@@ -17,14 +20,36 @@ bin="$CARGO_TARGET_DIR/release"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# BENCH_QUOTA=memory: no Redis, quotas and replay records in process.
-redis_env=()
-if [ "${BENCH_QUOTA:-redis}" != memory ]; then
-  redis_port="$(free_port)"
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
+redis_node() { # PORT [ARGS...]: a redis-server on loopback, killed by the caller's cleanup
+  local port="$1"
+  shift
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+    --dir "$work" "$@" >"$work/redis-$port.log" 2>&1 &
   pids+=($!)
-  redis_env=(REDIS_URL="redis://127.0.0.1:$redis_port/0")
-fi
+  until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+}
+
+redis_env=()
+case "${BENCH_QUOTA:-redis}" in
+  memory) ;; # quotas and replay records in process
+  redis)
+    redis_port="$(free_port)"
+    redis_node "$redis_port"
+    redis_env=(REDIS_URL="redis://127.0.0.1:$redis_port/0")
+    ;;
+  cluster)
+    nodes=()
+    for _ in 1 2 3 4 5 6; do
+      port="$(free_port)"
+      redis_node "$port" --cluster-enabled yes --cluster-config-file "$work/nodes-$port.conf"
+      nodes+=("127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$work/cluster.log"
+    until redis-cli -p "${nodes[0]#*:}" cluster info | grep -q 'cluster_state:ok'; do sleep 0.1; done
+    redis_env=(REDIS_URL="redis://${nodes[0]}")
+    ;;
+  *) echo "BENCH_QUOTA must be redis, cluster or memory" >&2; exit 2 ;;
+esac
 "$bin/s3-auth-loadgen" --keys 256 --validators 8 metagraph --out "$work/metagraph.json"
 
 api_port="$(free_port)"

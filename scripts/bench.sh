@@ -2,8 +2,9 @@
 # Load benchmark: release build, a real redis-server and the service on loopback, then the
 # load generator (s3-auth-loadgen) against each endpoint at several concurrencies. Writes
 # the table between the markers in docs/benchmarks.md (or to stdout with --print).
+# BENCH_QUOTA=cluster runs it against a six-node Redis Cluster instead (its own table).
 #
-#   scripts/bench.sh [--duration SECONDS] [--concurrency "1 16 64"] [--print]
+#   [BENCH_QUOTA=cluster] scripts/bench.sh [--duration SECONDS] [--concurrency "1 16 64"] [--print]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-table.sh
@@ -58,9 +59,20 @@ final_rss="$(awk '/VmRSS/ {print $2}' "/proc/$api_pid/status")"
 peak_rss="$(awk '/VmHWM/ {print $2}' "/proc/$api_pid/status")"
 
 cpu="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
-table="Run on $(date -u +%Y-%m-%d) · $(nproc) cores ($cpu) · load generator on the same machine · Redis on loopback · release build.
+if [ "${BENCH_QUOTA:-redis}" = cluster ]; then
+  redis_desc="a six-node Redis Cluster (three primaries, three replicas) on loopback"
+  marker=bench.sh-cluster
+  heading="Load on a Redis Cluster (\`BENCH_QUOTA=cluster scripts/bench.sh\`)"
+  prefix="BENCH_QUOTA=cluster "
+else
+  redis_desc="Redis on loopback"
+  marker=bench.sh
+  heading="Load (\`scripts/bench.sh\`)"
+  prefix=""
+fi
+table="Run on $(date -u +%Y-%m-%d) · $(nproc) cores ($cpu) · load generator on the same machine · $redis_desc · release build.
 
-Command: \`scripts/bench.sh --duration $duration --concurrency \"$concurrency\"\`
+Command: \`${prefix}scripts/bench.sh --duration $duration --concurrency \"$concurrency\"\`
 
 | endpoint | connections | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors (statuses) | server RSS MiB (now / peak) |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
@@ -70,5 +82,5 @@ Server: ready in ${ready_ms} ms from a metagraph file (256 uids); RSS idle $((id
 if $print_only; then
   echo "$table"
 else
-  bench_table bench.sh "Load (\`scripts/bench.sh\`)" "$table"
+  bench_table "$marker" "$heading" "$table"
 fi
