@@ -339,6 +339,21 @@ async fn selftest(config: Config) -> anyhow::Result<bool> {
         )
         .build()?;
     let mut failed = None;
+    let mut quota_ok = true;
+    if let Some(url) = &config.redis_url {
+        let store = s3_auth_api::quota::RedisStore::connect(
+            url.as_str(),
+            config.redis_password.as_ref().map(|p| p.0.as_str()),
+            config.redis_mode,
+            &config.quota_key_prefix,
+        )?;
+        let outcome = s3_auth_api::selftest::quota(&store).await;
+        println!("selftest: {} {outcome}", s3_auth_api::selftest::Step::Quota);
+        if matches!(outcome, s3_auth_api::selftest::Outcome::Fail(_)) {
+            quota_ok = false;
+            failed = Some(s3_auth_api::selftest::Step::Quota);
+        }
+    }
     let ok = s3_auth_api::selftest::run(
         &credentials,
         &location,
@@ -352,7 +367,8 @@ async fn selftest(config: Config) -> anyhow::Result<bool> {
             }
         },
     )
-    .await;
+    .await
+        && quota_ok;
     match failed {
         None if ok => println!("selftest: PASSED"),
         Some(step) => println!("selftest: FAILED at {step}"),

@@ -3,7 +3,9 @@
 //! same policy conditions) for a key under [`SELFTEST_PREFIX`], uploads 1 KiB through that
 //! form, reads it back and finds it through presigned GET and ListObjectsV2 URLs, and
 //! deletes it through a presigned DELETE URL. What the lab's S3 servers forgive (IAM, ACL
-//! permissions) is then tried against the real thing.
+//! permissions) is then tried against the real thing. With `REDIS_URL` set it first runs
+//! the quota script on the configured cache ([`quota`]): the commands, ACL and cluster
+//! slots the requests need, on the real engine.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,6 +26,8 @@ const URL_LIFETIME: Duration = Duration::from_secs(300);
 /// The steps, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// Run the quota script on the configured Redis (only with `REDIS_URL`).
+    Quota,
     /// Sign the miner's upload policy for the selftest prefix.
     Presign,
     /// Upload 1 KiB through the form.
@@ -39,6 +43,7 @@ pub enum Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Step::Quota => "quota",
             Step::Presign => "presign",
             Step::Upload => "upload",
             Step::Download => "download",
@@ -103,6 +108,34 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String
         .await
         .map_err(|e| format!("reading the answer failed: {}", e.without_url()))?;
     Ok((status, body.to_vec()))
+}
+
+/// How long [`quota`] waits for the first connection.
+const QUOTA_CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// Connects to the configured Redis as the service would and runs the quota script on
+/// probe keys (it writes nothing): what `/readyz` calls a usable Redis.
+pub async fn quota(store: &crate::quota::RedisStore) -> Outcome {
+    let start = Instant::now();
+    while store.is_cluster().is_none() {
+        if start.elapsed() > QUOTA_CONNECT_WAIT {
+            return Outcome::Fail(format!(
+                "no connection within {} s",
+                QUOTA_CONNECT_WAIT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mode = if store.is_cluster() == Some(true) {
+        "cluster"
+    } else {
+        "standalone"
+    };
+    let start = Instant::now();
+    match store.probe().await {
+        Ok(()) => Outcome::Ok(format!("{mode}, script ran in {}", took(start))),
+        Err(e) => Outcome::Fail(format!("{mode}: {e}")),
+    }
 }
 
 /// Runs every step at `now` (the signing time), with the policy's size range from `sizes`, calling `report` after each, and returns

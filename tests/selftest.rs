@@ -114,6 +114,41 @@ async fn a_policy_the_server_refuses_fails_at_the_upload() {
     assert!(s3.keys("").await.is_empty(), "nothing stored");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_step_runs_the_script_on_the_configured_cluster_and_fails_where_requests_would() {
+    let s3 = S3Server::start().await;
+    let view = S3ServerView {
+        endpoint: s3.endpoint.clone(),
+        root: s3.root.clone(),
+    };
+    let (code, out, forced) = tokio::task::spawn_blocking(move || {
+        let cluster = support::cluster::RedisCluster::start();
+        let url = ("REDIS_URL", cluster.url(3));
+        let (code, out) = view.run_with(BUCKET, S3_SECRET_KEY, std::slice::from_ref(&url));
+        let forced = view.run_with(
+            BUCKET,
+            S3_SECRET_KEY,
+            &[url, ("REDIS_MODE", "standalone".into())],
+        );
+        (code, out, forced)
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("selftest: quota OK (cluster, script ran in"),
+        "{out}"
+    );
+    assert!(out.contains("selftest: PASSED"), "{out}");
+    // Forced to a single-node connection, the script's keys span slots: the step fails,
+    // the S3 steps still run, and the exit code says so.
+    let (code, out) = forced;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("selftest: quota FAIL standalone: "), "{out}");
+    assert!(out.contains("selftest: delete OK"), "{out}");
+    assert!(out.contains("selftest: FAILED at quota"), "{out}");
+}
+
 /// What the blocking binary runs need of a server (which itself stays on the runtime).
 struct S3ServerView {
     endpoint: String,
@@ -123,6 +158,11 @@ struct S3ServerView {
 impl S3ServerView {
     /// Runs the binary's `selftest` with only the given variables: (exit code, stdout).
     fn run(&self, bucket: &str, secret: &str) -> (i32, String) {
+        self.run_with(bucket, secret, &[])
+    }
+
+    /// Like [`S3ServerView::run`], with `extra` variables.
+    fn run_with(&self, bucket: &str, secret: &str, extra: &[(&str, String)]) -> (i32, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_s3-auth-api"))
             .arg("selftest")
             .env_clear()
@@ -132,6 +172,7 @@ impl S3ServerView {
             .env("S3_ENDPOINT_URL", &self.endpoint)
             .env("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", secret)
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .current_dir(&self.root)
             .output()
             .expect("the binary runs");
