@@ -104,8 +104,8 @@ async fn miner_gets_access_uploads_and_lists_its_folder() {
         .expect("list reaches S3");
     assert_eq!(list.status(), 200);
     let xml = list.text().await.expect("list body");
-    assert!(xml.contains(&format!("<Key>{key}</Key>")), "{xml}");
-    assert!(!xml.contains("small.parquet"));
+    assert!(xml.contains("<EncodingType>url</EncodingType>"), "{xml}");
+    assert_eq!(support::listed_keys(&xml), vec![key.clone()], "{xml}");
 }
 
 #[tokio::test]

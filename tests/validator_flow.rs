@@ -123,11 +123,9 @@ async fn validator_lists_everything_and_reads_files() {
     .await;
     assert_eq!(status, 200);
     let xml = String::from_utf8_lossy(&body);
+    let listed = support::listed_keys(&xml);
     for key in miner_keys.iter().chain(&other_keys) {
-        assert!(
-            xml.contains(&format!("<Key>{key}</Key>")),
-            "{key} not in {xml}"
-        );
+        assert!(listed.contains(key), "{key} not in {xml}");
     }
     let (status, body) = fetch(
         &app,
@@ -138,9 +136,10 @@ async fn validator_lists_everything_and_reads_files() {
     .await;
     assert_eq!(status, 200);
     let xml = String::from_utf8_lossy(&body);
+    let prefixes = support::listed_prefixes(&xml);
     for miner in [&k.miner, &k.other_miner] {
         assert!(
-            xml.contains(&format!("<Prefix>data/hotkey={}/</Prefix>", miner.ss58)),
+            prefixes.contains(&format!("data/hotkey={}/", miner.ss58)),
             "{xml}"
         );
     }
@@ -165,8 +164,7 @@ async fn validator_lists_everything_and_reads_files() {
     let (status, body) = fetch(&app, url).await;
     assert_eq!(status, 200);
     let xml = String::from_utf8_lossy(&body);
-    assert!(miner_keys.iter().all(|key| xml.contains(key.as_str())));
-    assert!(!xml.contains(&k.other_miner.ss58));
+    assert_eq!(support::listed_keys(&xml), miner_keys, "{xml}");
 
     // Per-file URLs download exactly the uploaded bytes; bad keys get no URL.
     let outside = other_keys[0].clone();
@@ -255,10 +253,9 @@ async fn job_folder_listing_covers_every_folder_with_working_urls() {
         let (status, body) = fetch(&app, job["presigned_url"].as_str().expect("url")).await;
         assert_eq!(status, 200);
         let xml = String::from_utf8_lossy(&body);
-        assert!(xml.contains(&format!("<Key>{key}</Key>")), "{xml}");
         assert_eq!(
-            xml.matches("<Key>").count(),
-            1,
+            support::listed_keys(&xml),
+            vec![key.clone()],
             "only its own folder: {xml}"
         );
     }
@@ -277,7 +274,10 @@ async fn job_folder_listing_covers_every_folder_with_working_urls() {
     )
     .await;
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&body).contains(&other_keys[0]));
+    assert_eq!(
+        support::listed_keys(&String::from_utf8_lossy(&body)),
+        vec![other_keys[0].clone()]
+    );
 
     // miner_hotkeys narrows the listing.
     let body = validator_body(

@@ -49,9 +49,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/get-file-upload-url", post(uploads::get_file_upload_url))
         .route("/get-miner-list", post(uploads::get_miner_list))
-        .route("/commitment-formats", get(info::commitment_formats))
-        .route("/structure-info", get(info::structure_info))
-        .route("/rate-limits", get(info::rate_limits))
+        .route(
+            "/commitment-formats",
+            get(info::formats::commitment_formats),
+        )
+        .route("/structure-info", get(info::formats::structure_info))
+        .route("/rate-limits", get(info::limits::rate_limits))
         .route("/healthcheck", get(info::healthcheck))
         .route("/healthz", get(info::healthz))
         .route("/readyz", get(info::readyz))

@@ -45,12 +45,24 @@ fn all<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
     out
 }
 
-/// Parses a ListObjectsV2 answer.
+/// Parses a ListObjectsV2 answer. When it says `<EncodingType>url</EncodingType>` (the
+/// service's list URLs ask for it), keys and prefixes are URL-decoded, as botocore does.
 pub fn parse_list(xml: &str) -> ListPage {
+    let url_encoded = all(xml, "EncodingType")
+        .first()
+        .is_some_and(|e| e.trim() == "url");
+    let name = |raw: &str| {
+        let text = unescape(raw);
+        if url_encoded {
+            crate::storage::listing::decode(&text)
+        } else {
+            text
+        }
+    };
     let objects = all(xml, "Contents")
         .into_iter()
         .filter_map(|c| {
-            let key = all(c, "Key").first().map(|k| unescape(k))?;
+            let key = all(c, "Key").first().map(|k| name(k))?;
             let size = all(c, "Size")
                 .first()
                 .and_then(|s| s.trim().parse().ok())
@@ -60,7 +72,7 @@ pub fn parse_list(xml: &str) -> ListPage {
         .collect();
     let prefixes = all(xml, "CommonPrefixes")
         .into_iter()
-        .filter_map(|p| all(p, "Prefix").first().map(|k| unescape(k)))
+        .filter_map(|p| all(p, "Prefix").first().map(|k| name(k)))
         .collect();
     let truncated = all(xml, "IsTruncated")
         .first()
@@ -99,5 +111,24 @@ mod tests {
         let last =
             parse_list("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>");
         assert_eq!(last.next_token, None);
+    }
+
+    #[test]
+    fn url_encoded_names_are_decoded_only_when_the_answer_says_so() {
+        let body = "<Contents><Key>data/hotkey%3D5A/job_id%3Dj%2541/a%2Bb+c%C3%A9.parquet</Key>\
+<Size>1</Size></Contents><CommonPrefixes><Prefix>data/hotkey%3D5B/</Prefix></CommonPrefixes>";
+        let encoded = parse_list(&format!(
+            "<ListBucketResult><EncodingType>url</EncodingType>{body}</ListBucketResult>"
+        ));
+        assert_eq!(
+            encoded.objects[0].key,
+            "data/hotkey=5A/job_id=j%41/a+b cé.parquet"
+        );
+        assert_eq!(encoded.prefixes, vec!["data/hotkey=5B/"]);
+        let plain = parse_list(&format!("<ListBucketResult>{body}</ListBucketResult>"));
+        assert_eq!(
+            plain.objects[0].key,
+            "data/hotkey%3D5A/job_id%3Dj%2541/a%2Bb+c%C3%A9.parquet"
+        );
     }
 }

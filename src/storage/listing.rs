@@ -158,7 +158,7 @@ pub fn after_folder(folder: &str) -> String {
 /// A name of a listing answered with `encoding-type=url`, decoded (`+` is a space, as
 /// S3 encodes it; a literal `+` comes as `%2B`). A name that does not decode to UTF-8
 /// is kept as sent.
-fn decode(name: &str) -> String {
+pub fn decode(name: &str) -> String {
     let spaced: Cow<'_, str> = if name.contains('+') {
         Cow::Owned(name.replace('+', " "))
     } else {

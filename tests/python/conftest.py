@@ -5,9 +5,33 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
+import xml.etree.ElementTree as ET
 
 import pytest
 import requests
+
+
+S3_NS = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
+
+
+def listed_keys(xml):
+    """The keys of a ListObjectsV2 answer, read as Subnet 46's and Subnet 13's validators
+    read them: ElementTree with S3's namespace, then urllib.parse.unquote on each Key."""
+    root = ET.fromstring(xml)
+    return [urllib.parse.unquote(c.find("s3:Key", S3_NS).text) for c in root.findall(".//s3:Contents", S3_NS)]
+
+
+def listed_prefixes(xml):
+    """The common prefixes of a ListObjectsV2 answer, unquoted as the validators do."""
+    root = ET.fromstring(xml)
+    return [urllib.parse.unquote(p.find("s3:Prefix", S3_NS).text) for p in root.findall(".//s3:CommonPrefixes", S3_NS)]
+
+
+def next_token(xml):
+    """The NextContinuationToken of a truncated ListObjectsV2 answer, else None."""
+    token = ET.fromstring(xml).find("s3:NextContinuationToken", S3_NS)
+    return None if token is None else token.text
 
 
 def free_port():

@@ -13,7 +13,7 @@ import requests
 from botocore.config import Config
 from substrateinterface import Keypair
 
-from conftest import start_dev
+from conftest import listed_keys, listed_prefixes, start_dev
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_miner_uploads_and_validator_reads(api):
     up = requests.post(grant["url"], data={**grant["fields"], "key": key},
                        files={"file": ("data.parquet", payload)})
     assert up.status_code == 204, up.text
-    assert key in requests.get(grant["list_url"]).text
+    assert key in listed_keys(requests.get(grant["list_url"]).text)
 
     validator = Keypair.create_from_uri("//Alice")
     ts = int(time.time())
@@ -56,15 +56,15 @@ def test_miner_uploads_and_validator_reads(api):
         "signature": sign(validator, f"s3:validator:access:{ts}")})
     assert r.status_code == 200, r.text
     urls = r.json()["urls"]
-    assert key in requests.get(urls["global"]["list_all_data"]).text
-    assert f"data/hotkey={miner.ss58_address}/" in requests.get(urls["miners"]["list_all_miners"]).text
+    assert key in listed_keys(requests.get(urls["global"]["list_all_data"]).text)
+    assert f"data/hotkey={miner.ss58_address}/" in listed_prefixes(requests.get(urls["miners"]["list_all_miners"]).text)
 
     ts = int(time.time())
     r = requests.post(f"{api}/get-miner-specific-access", json={
         "hotkey": validator.ss58_address, "timestamp": ts, "miner_hotkey": miner.ss58_address,
         "signature": sign(validator, f"s3:validator:miner:{miner.ss58_address}:{ts}")})
     assert r.status_code == 200, r.text
-    assert key in requests.get(r.json()["miner_url"]).text
+    assert key in listed_keys(requests.get(r.json()["miner_url"]).text)
 
     ts = int(time.time())
     r = requests.post(f"{api}/get-file-presigned-urls", json={

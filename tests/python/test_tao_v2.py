@@ -18,7 +18,7 @@ import pytest
 import requests
 from bittensor_wallet import Keypair
 
-from conftest import start_dev
+from conftest import listed_keys, next_token, start_dev
 
 MINER = Keypair.create_from_uri("//Charlie")
 MINER_COLD = Keypair.create_from_uri("//Charlie//stash")
@@ -106,10 +106,10 @@ def test_miner_list_pages_and_file_urls_download(api):
         assert r.status_code == 200, r.text
         xml = requests.get(r.json()["list_url"]).text
         pages += 1
-        keys += [k.split("</Key>")[0] for k in xml.split("<Key>")[1:]]
-        if "<NextContinuationToken>" not in xml:
+        keys += listed_keys(xml)
+        token = next_token(xml)
+        if token is None:
             break
-        token = xml.split("<NextContinuationToken>")[1].split("</NextContinuationToken>")[0]
         assert pages < 200
     big = [k for k in keys if k.startswith(folder)]
     assert len(big) == 1005 and pages >= 2

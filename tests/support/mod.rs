@@ -578,6 +578,21 @@ pub fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     Some(&xml[start..end])
 }
 
+/// The keys of a ListObjectsV2 answer, URL-decoded when it was asked with
+/// `encoding-type=url` (as every list URL of the service is), as validators read them.
+pub fn listed_keys(xml: &str) -> Vec<String> {
+    s3_auth_api::client::parse_list(xml)
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+/// The common prefixes of a ListObjectsV2 answer, decoded as [`listed_keys`].
+pub fn listed_prefixes(xml: &str) -> Vec<String> {
+    s3_auth_api::client::parse_list(xml).prefixes
+}
+
 /// Waits (at most 15 s) until `app` has reconnected to a restarted Redis.
 pub async fn wait_for_redis(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(15);

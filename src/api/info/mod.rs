@@ -1,4 +1,8 @@
-//! Read-only endpoints: `/commitment-formats` and `/healthcheck`.
+//! Read-only endpoints: the info routes (`formats`, `limits`) and the ops routes
+//! (`/healthcheck`, `/healthz`, `/readyz`, `/metrics`).
+
+pub mod formats;
+pub mod limits;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,147 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::miner::FOLDER_STRUCTURE;
-use crate::auth::commitment::formats;
 use crate::quota::Backend;
 use crate::state::AppState;
-
-/// The commitment strings callers must sign, with examples.
-#[utoipa::path(
-    get,
-    path = "/commitment-formats",
-    tag = "info",
-    responses(
-        (status = 200, description = "Commitment templates, examples and instructions", body = Object),
-    )
-)]
-pub async fn commitment_formats() -> Json<Value> {
-    Json(json!({
-        "miner_format": formats::MINER,
-        "validator_format": formats::VALIDATOR,
-        "miner_specific_format": formats::VALIDATOR_MINER,
-        "file_urls_format": formats::VALIDATOR_FILES,
-        "folder_urls_format": formats::VALIDATOR_FOLDERS,
-        "example_miner": "s3:data:access:5CoLdKeY...:5HoTkEy...:1763812800",
-        "example_validator": "s3:validator:access:1763812800",
-        "example_miner_specific": "s3:validator:miner:5MiNeRhOtKeY...:1763812800",
-        "folder_structure": {
-            "new_structure": FOLDER_STRUCTURE,
-            "description": "Miners upload into job_id folders inside their own hotkey folder under the data/ prefix",
-            "example_paths": [
-                "data/hotkey=5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX/job_id=job_001/data_20251122.parquet",
-                "data/hotkey=5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX/job_id=job_002/data_20251122.parquet"
-            ]
-        },
-        "instructions": {
-            "signature": "Sign the commitment string with your hotkey (sr25519) and send the hex signature",
-            "timestamp": "Unix seconds; must be within 300 s in the past and 60 s in the future of server time",
-            "miners": "POST /get-folder-access with {coldkey, hotkey, timestamp, signature}, then POST the file to `url` with `fields` and key = folder + 'job_id={job_id}/{filename}'",
-            "validators": "POST /get-validator-access with {hotkey, timestamp, signature}; /get-miner-specific-access, /get-file-presigned-urls and /get-folder-presigned-urls add miner_hotkey, file_keys or miner_hotkeys"
-        },
-        "tao_v2": {
-            "description": "Header signatures (Subnet 13 clients): the request body is signed, not a commitment string. Accepted on every access route; required on /get-file-upload-url and /get-miner-list. With them the body needs no hotkey, timestamp or signature.",
-            "headers": {
-                "X-Tao-Version": "2",
-                "X-Tao-Timestamp": "Unix time in milliseconds, within TAO_CLOCK_SKEW_MS (default 8000) of server time, either way",
-                "X-Tao-Nonce": "a UUID, accepted once per hotkey",
-                "X-Tao-Signed-By": "the SS58 hotkey",
-                "X-Tao-Signature": "sr25519 signature (base64, or hex with or without 0x) of the message"
-            },
-            "message": "{sha256(body bytes as sent) lowercase hex}.{X-Tao-Nonce}.{X-Tao-Timestamp}",
-            "example_message": "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a.0f8fad5b-d9cb-469f-a165-70867728950e.1764590400123"
-        },
-        "timeout_protection": {
-            "signature_verification": "local, no chain round trip",
-            "registration_check": "in-memory metagraph, refreshed in the background",
-            "s3_operations": "presigning is local, no S3 round trip"
-        }
-    }))
-}
-
-/// The folder layout, example paths and the upload and read flows.
-#[utoipa::path(
-    get,
-    path = "/structure-info",
-    tag = "info",
-    responses(
-        (status = 200, description = "Folder structure, example paths and flows", body = Object),
-    )
-)]
-pub async fn structure_info(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({
-        "folder_structure": FOLDER_STRUCTURE,
-        "description": "Each miner uploads into job_id folders inside its own hotkey folder under the data/ prefix",
-        "example_paths": [
-            "data/hotkey=5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX/job_id=job_001/data_20251122.parquet",
-            "data/hotkey=5F3sa2TJAWMqDhXG6jhV4N8ko9SxwGy8TpaNS1repo5EYjQX/job_id=job_002/data_20251122.parquet"
-        ],
-        "upload_flow": [
-            "1. Sign s3:data:access:{coldkey}:{hotkey}:{timestamp} with your hotkey",
-            "2. POST /get-folder-access with {coldkey, hotkey, timestamp, signature}",
-            "3. POST the file to `url` with every field of `fields`, key = folder + 'job_id={job_id}/{filename}', file last",
-            "4. S3 answers 204; check with `list_url`"
-        ],
-        "validator_flow": [
-            "POST /get-validator-access: list URLs over all miners (24 h)",
-            "POST /get-miner-specific-access: a list URL for one miner (3 h)",
-            "POST /get-folder-presigned-urls: a list URL per job folder (3 h)",
-            "POST /get-file-presigned-urls: GET URLs for up to 1000 files of one miner (1-24 h)"
-        ],
-        "limits": {
-            "min_file_bytes": state.config.tao.min_upload_bytes,
-            "max_file_bytes": state.config.tao.max_upload_bytes,
-            "policy_lifetime_seconds": crate::access::miner::MINER_POLICY_LIFETIME.as_secs()
-        },
-        "timeouts": {
-            "s3_operations_seconds": state.config.s3_operation_timeout.as_secs(),
-            "note": "presigning is local; only /get-folder-presigned-urls, /get-file-upload-url (HeadObject) and /healthcheck call S3"
-        }
-    }))
-}
-
-/// The configured limits and today's global usage.
-#[utoipa::path(
-    get,
-    path = "/rate-limits",
-    tag = "info",
-    responses(
-        (status = 200, description = "Configured limits and the day's global usage", body = Object),
-    )
-)]
-pub async fn rate_limits(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let now = chrono::Utc::now();
-    let used = state.access.quotas.global_usage(now).await;
-    let total = state.config.total_daily_limit;
-    let reset_in = crate::quota::secs_until_utc_midnight(now);
-    Json(json!({
-        "rate_limits": {
-            "daily_limit_per_miner": state.config.daily_limit_per_miner,
-            "daily_upload_checks_per_miner": state.config.daily_upload_checks_per_miner,
-            "daily_limit_per_validator": state.config.daily_limit_per_validator,
-            "total_daily_limit": total,
-        },
-        "current_usage": {
-            "global_requests_today": used,
-            "global_remaining": total.saturating_sub(used),
-            "reset_time": "Midnight UTC daily",
-            "reset_in_seconds": reset_in,
-            "reset_at": now.timestamp() + reset_in as i64,
-        },
-        "environment": {
-            "network": crate::redact::url(state.config.bt_network.as_str()),
-            "subnet_id": state.config.net_uid,
-            "bucket": state.config.s3_bucket,
-            "region": state.config.s3_region,
-        },
-        "limits_explanation": {
-            "miners": format!("Each miner hotkey may request upload access {} times per UTC day", state.config.daily_limit_per_miner),
-            "upload_checks": format!("Each miner hotkey's /get-file-upload-url requests may check {} keys per UTC day (a 409 costs one check, a granted upload one check and one request)", state.config.daily_upload_checks_per_miner),
-            "validators": format!("Each validator hotkey may make {} requests per UTC day", state.config.daily_limit_per_validator),
-            "global": format!("The service grants at most {total} requests per UTC day in total; each upload check counts once more"),
-            "counting": "Only requests that pass the timestamp and signature checks are counted",
-        },
-    }))
-}
 
 /// Prometheus metrics, when `METRICS_TOKEN` is set, for `Authorization: Bearer <token>`.
 #[utoipa::path(
