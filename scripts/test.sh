@@ -11,6 +11,9 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing" >&2; exit 1; }
+# redis-cli (Debian's redis-tools, a dependency of redis-server) makes the tests' six-node
+# Redis Cluster with `redis-cli --cluster create`.
+command -v redis-cli >/dev/null 2>&1 || { echo "redis-cli is missing (apt-get install redis-tools)" >&2; exit 1; }
 
 if [ ! -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ]; then
   echo "chromium not found; installing it (a test renders /docs in headless Chromium)"
