@@ -26,6 +26,10 @@ async fn start_cluster() -> RedisCluster {
         .expect("cluster starts")
 }
 
+/// A password every node of the failover test's cluster requires, as ElastiCache's AUTH
+/// token: new connections to nodes the cluster names must authenticate too.
+const AUTH_TOKEN: &str = "cluster-auth-token-0123456789";
+
 async fn app_on(url: String, env: Vec<(&'static str, String)>) -> TestApp {
     let mut all = vec![("QUOTA_ON_REDIS_ERROR", "reject".to_owned())];
     all.extend(env);
@@ -191,12 +195,16 @@ struct Answer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_resume_by_themselves_after_a_primary_dies() {
-    let mut cluster = start_cluster().await;
+    let mut cluster =
+        tokio::task::spawn_blocking(|| RedisCluster::start_with_password(Some(AUTH_TOKEN)))
+            .await
+            .expect("cluster starts");
     let victim = cluster.index_of(cluster.primary_of(0, "{quota}"));
-    // The instance is given the very node that will die.
+    // The instance is given the very node that will die, and the password apart.
     let app = app_on(
         cluster.url(victim),
         vec![
+            ("REDIS_PASSWORD", AUTH_TOKEN.into()),
             ("DAILY_LIMIT_PER_MINER", "1000000".into()),
             ("AUTH_FAILURE_BURST", "1000".into()),
         ],

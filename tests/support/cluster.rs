@@ -19,6 +19,8 @@ pub struct RedisCluster {
     /// The nodes, in the order given to `redis-cli --cluster create` (the first three
     /// become primaries).
     pub nodes: Vec<RedisServer>,
+    /// The AUTH password every node requires, if any.
+    pub password: Option<String>,
     _dir: TempDir,
 }
 
@@ -26,28 +28,38 @@ impl RedisCluster {
     /// Starts six nodes and creates the cluster; waits until every node reports
     /// `cluster_state:ok`. Fails with instructions when `redis-cli` is missing.
     pub fn start() -> Self {
+        Self::start_with_password(None)
+    }
+
+    /// Like [`RedisCluster::start`], every node requiring `password` (AUTH) when given.
+    pub fn start_with_password(password: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let timeout = NODE_TIMEOUT_MS.to_string();
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
                 let port = free_port();
                 let conf = dir.path().join(format!("nodes-{port}.conf"));
-                RedisServer::start_with(
-                    port,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        &conf.display().to_string(),
-                        "--cluster-node-timeout",
-                        &timeout,
-                        "--dir",
-                        &dir.path().display().to_string(),
-                    ],
-                )
+                let (conf, root) = (conf.display().to_string(), dir.path().display().to_string());
+                let mut args = vec![
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &conf,
+                    "--cluster-node-timeout",
+                    &timeout,
+                    "--dir",
+                    &root,
+                ];
+                if let Some(password) = password {
+                    args.extend(["--requirepass", password, "--masterauth", password]);
+                }
+                RedisServer::start_with(port, &args)
             })
             .collect();
         let mut create = Command::new("redis-cli");
+        if let Some(password) = password {
+            create.args(["--no-auth-warning", "-a", password]);
+        }
         create.arg("--cluster").arg("create");
         for node in &nodes {
             create.arg(format!("127.0.0.1:{}", node.port));
@@ -67,13 +79,17 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let cluster = Self { nodes, _dir: dir };
+        let cluster = Self {
+            nodes,
+            password: password.map(str::to_owned),
+            _dir: dir,
+        };
         // Ready when every node sees all slots served and every replica has its primary's
         // data (a replica that never synced refuses to take over).
         let deadline = Instant::now() + Duration::from_secs(30);
         while !cluster.nodes.iter().all(|n| {
-            let info = query(n.port, &["CLUSTER", "INFO"]);
-            let replication = query(n.port, &["INFO", "replication"]);
+            let info = cluster.query_port(n.port, &["CLUSTER", "INFO"]);
+            let replication = cluster.query_port(n.port, &["INFO", "replication"]);
             info.contains("cluster_state:ok")
                 && info.contains("cluster_slots_ok:16384")
                 && (replication.contains("role:master")
@@ -95,11 +111,12 @@ impl RedisCluster {
 
     /// The port of the primary serving `key`'s slot, as node `via` sees it.
     pub fn primary_of(&self, via: usize, key: &str) -> u16 {
-        let slot: u16 = query(self.nodes[via].port, &["CLUSTER", "KEYSLOT", key])
+        let slot: u16 = self
+            .query(via, &["CLUSTER", "KEYSLOT", key])
             .trim()
             .parse()
             .expect("slot number");
-        let nodes = query(self.nodes[via].port, &["CLUSTER", "NODES"]);
+        let nodes = self.query(via, &["CLUSTER", "NODES"]);
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
@@ -134,23 +151,35 @@ impl RedisCluster {
 
     /// Runs a command on node `i` and returns its reply as text.
     pub fn query(&self, i: usize, args: &[&str]) -> String {
-        query(self.nodes[i].port, args)
+        self.query_port(self.nodes[i].port, args)
     }
-}
 
-/// Sends `args` as a RESP array to `port` and reads one reply: a status, an error, an
-/// integer or a bulk string, as text; an array's elements one per line.
-pub fn query(port: u16, args: &[&str]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect redis");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
-    let mut request = format!("*{}\r\n", args.len());
-    for arg in args {
-        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    /// Runs a command on the node at `port` (authenticated when the cluster has a password)
+    /// and returns its reply: a status, an error, an integer or a bulk string, as text; an
+    /// array's elements one per line.
+    fn query_port(&self, port: u16, args: &[&str]) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect redis");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut request = String::new();
+        let mut push = |args: &[&str]| {
+            request.push_str(&format!("*{}\r\n", args.len()));
+            for arg in args {
+                request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+            }
+        };
+        if let Some(password) = &self.password {
+            push(&["AUTH", password]);
+        }
+        push(args);
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut reader = BufReader::new(stream);
+        if self.password.is_some() {
+            read_reply(&mut reader);
+        }
+        read_reply(&mut reader)
     }
-    stream.write_all(request.as_bytes()).expect("write");
-    read_reply(&mut BufReader::new(stream))
 }
 
 fn read_reply(reader: &mut BufReader<TcpStream>) -> String {
