@@ -4,6 +4,7 @@
 //! the counters and the replay record a script touches share one slot (see
 //! `docs/decisions.md`). A single node keeps the untagged names.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -192,7 +193,7 @@ impl RedisStore {
     }
 
     /// The name `key` has in Redis on `conn`.
-    fn slot_key(&self, conn: &RedisConn, key: &str) -> String {
+    fn slot_key<'k>(&self, conn: &RedisConn, key: &'k str) -> Cow<'k, str> {
         slot_key_for(&self.prefix, conn.is_cluster(), key)
     }
 
@@ -201,14 +202,14 @@ impl RedisStore {
         let mut conn = self.connection()?;
         let mut invocation = self.script.prepare_invoke();
         invocation
-            .key(self.slot_key(&conn, &check.hotkey_key))
-            .key(self.slot_key(&conn, &check.global_key))
+            .key(&*self.slot_key(&conn, &check.hotkey_key))
+            .key(&*self.slot_key(&conn, &check.global_key))
             .arg(check.limit)
             .arg(check.global_limit)
             .arg(check.ttl_secs);
         if let Some(replay) = &check.replay {
             invocation
-                .key(self.slot_key(&conn, &replay.key))
+                .key(&*self.slot_key(&conn, &replay.key))
                 .arg(replay.ttl_secs);
         }
         let fut = invocation.invoke_async::<(i64, u64)>(&mut conn);
@@ -249,11 +250,12 @@ impl RedisStore {
 }
 
 /// The name `key` (which starts with `prefix`) has in Redis: on a cluster, [`CLUSTER_TAG`]
-/// follows the prefix, so every key lands in one slot; on a single node it is unchanged.
-fn slot_key_for(prefix: &str, cluster: bool, key: &str) -> String {
+/// follows the prefix, so every key lands in one slot (Redis hashes the first `{…}`, so
+/// nothing later in a key can move it); on a single node it is unchanged.
+fn slot_key_for<'k>(prefix: &str, cluster: bool, key: &'k str) -> Cow<'k, str> {
     match key.strip_prefix(prefix) {
-        Some(rest) if cluster => format!("{prefix}{CLUSTER_TAG}{rest}"),
-        _ => key.to_owned(),
+        Some(rest) if cluster => Cow::Owned(format!("{prefix}{CLUSTER_TAG}{rest}")),
+        _ => Cow::Borrowed(key),
     }
 }
 
@@ -270,7 +272,7 @@ impl QuotaStore for RedisStore {
 
     async fn get(&self, key: &str) -> Result<u64, QuotaError> {
         let mut conn = self.connection()?;
-        let key = self.slot_key(&conn, key);
+        let key = self.slot_key(&conn, key).into_owned();
         let fut = conn.get::<_, Option<u64>>(key);
         let result = match tokio::time::timeout(REDIS_TIMEOUT, fut).await {
             Ok(Ok(v)) => Ok(v.unwrap_or(0)),
@@ -296,6 +298,11 @@ mod tests {
         assert_eq!(
             slot_key_for("", true, "GLOBAL:2026-12-02"),
             "{quota}GLOBAL:2026-12-02"
+        );
+        // Redis hashes the first `{…}` of a key: braces later in a key leave the tag alone.
+        assert_eq!(
+            slot_key_for("s3:", true, "s3:tao-nonce:5Abc:{x}"),
+            "s3:{quota}tao-nonce:5Abc:{x}"
         );
     }
 }
