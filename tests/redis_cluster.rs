@@ -107,23 +107,14 @@ async fn two_instances_on_a_cluster_share_limits_signatures_and_nonces() {
     // 32 concurrent copies of one nonce, split between the instances: one is accepted.
     let third = serde_json::to_vec(&json!({"route": "/get-validator-access"})).expect("json");
     let headers = sign(&a.keys.validator, &third);
-    let mut running = tokio::task::JoinSet::new();
-    for i in 0..32 {
-        let app = if i % 2 == 0 { &a } else { &b };
-        let req = support::tao::request(
-            &app.client,
-            &format!("{}/get-validator-access", app.base),
-            &third,
-            &headers,
-        );
-        running.spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
-    }
-    let statuses: Vec<u16> = running
-        .join_all()
-        .await
-        .into_iter()
-        .map(|s| s.expect("answer"))
+    let copies = (0..32)
+        .map(|i| {
+            let app = if i % 2 == 0 { &a } else { &b };
+            let url = format!("{}/get-validator-access", app.base);
+            support::tao::request(&app.client, &url, &third, &headers)
+        })
         .collect();
+    let statuses = support::tao::statuses_at_once(copies).await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),
         1,

@@ -25,15 +25,10 @@ async fn a_nonce_is_accepted_once_across_32_concurrent_copies_with_redis() {
     .expect("json");
     let h = sign(&app.keys.miner, &body);
     let url = format!("{}/get-folder-access", app.base);
-    let mut running = tokio::task::JoinSet::new();
-    for _ in 0..32 {
-        let req = request(&app.client, &url, &body, &h);
-        running.spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
-    }
-    let mut statuses = Vec::new();
-    while let Some(done) = running.join_next().await {
-        statuses.push(done.expect("task").expect("answer"));
-    }
+    let copies = (0..32)
+        .map(|_| request(&app.client, &url, &body, &h))
+        .collect();
+    let statuses = support::tao::statuses_at_once(copies).await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),
         1,

@@ -91,6 +91,20 @@ pub fn request(
         .body(body.to_vec())
 }
 
+/// Sends every request at once and returns their statuses in completion order.
+pub async fn statuses_at_once(requests: Vec<reqwest::RequestBuilder>) -> Vec<u16> {
+    let mut running = tokio::task::JoinSet::new();
+    for req in requests {
+        running.spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
+    }
+    running
+        .join_all()
+        .await
+        .into_iter()
+        .map(|s| s.expect("an answer"))
+        .collect()
+}
+
 /// Sends `body` signed with `headers` to `path` of `app`: the status and the JSON answer
 /// (`null` when the answer is not JSON).
 pub async fn post_signed(
