@@ -26,7 +26,11 @@ redis_node() { # PORT [ARGS...]: a redis-server on loopback, killed by the calle
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
     --dir "$work" "$@" >"$work/redis-$port.log" 2>&1 &
   pids+=($!)
-  until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+  local deadline=$(( $(date +%s) + 10 ))
+  until redis-cli -p "$port" ping >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "redis-server on $port did not start:" >&2; cat "$work/redis-$port.log" >&2; exit 1; }
+    sleep 0.05
+  done
 }
 
 redis_env=()
@@ -45,7 +49,11 @@ case "${BENCH_QUOTA:-redis}" in
       nodes+=("127.0.0.1:$port")
     done
     redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$work/cluster.log"
-    until redis-cli -p "${nodes[0]#*:}" cluster info | grep -q 'cluster_state:ok'; do sleep 0.1; done
+    deadline=$(( $(date +%s) + 30 ))
+    until redis-cli -p "${nodes[0]#*:}" cluster info | grep -q 'cluster_state:ok'; do
+      [ "$(date +%s)" -lt "$deadline" ] || { echo "the cluster did not reach cluster_state:ok in 30 s" >&2; exit 1; }
+      sleep 0.1
+    done
     redis_env=(REDIS_URL="redis://${nodes[0]}")
     ;;
   *) echo "BENCH_QUOTA must be redis, cluster or memory" >&2; exit 2 ;;
