@@ -16,9 +16,6 @@
 #     deploy.sh's --dry-run output, for a first create and for an update)
 #   - the task definition's CpuArchitecture and deploy.sh's `docker buildx --platform`
 #     agree (X86_64 = linux/amd64, ARM64 = linux/arm64)
-#   - cfn-lint and checkov on each parameter combination of aws/s3-auth-api.yaml the docs
-#     name (scripts/cfn_variants.py: TaskNetwork, CacheMode, WafMode, CpuArchitecture,
-#     ContainerInsights, an adopted bucket, prod/staging/dev)
 #
 # The Python tools go into a virtualenv (${S3_AUTH_API_LINT_VENV:-~/.cache/s3-auth-api-lint-venv}),
 # ShellCheck comes from apt when missing. Exits non-zero when any check fails.
