@@ -381,3 +381,41 @@ fn the_task_memory_holds_every_connection_and_the_request_buffer_budget() {
         "{needed_mib} MiB needed leaves less than 20 % of the {task_mib} MiB task"
     );
 }
+
+#[test]
+fn the_default_stack_runs_without_nat_and_admits_only_the_load_balancer() {
+    // The cost defaults (aws/README.md, "Cost"): tasks in the public subnets, no NAT
+    // gateway or its address unless TaskNetwork=private-nat, a serverless cache, Graviton.
+    // With a public IP, the task security group is all that keeps the tasks private: one
+    // inbound rule, port 8000 from the load balancer's group, and no address range.
+    let template = yaml("aws/s3-auth-api.yaml");
+    let params = &template["Parameters"];
+    assert_eq!(params["TaskNetwork"]["Default"].as_str(), Some("public"));
+    assert_eq!(params["CacheMode"]["Default"].as_str(), Some("serverless"));
+    assert_eq!(params["CpuArchitecture"]["Default"].as_str(), Some("ARM64"));
+    assert_eq!(params["WafMode"]["Default"].as_str(), Some("off"));
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    for (name, resource) in resources {
+        let kind = resource["Type"].as_str().unwrap_or_default();
+        if kind == "AWS::EC2::NatGateway" || kind == "AWS::EC2::EIP" {
+            let condition = resource["Condition"].as_str();
+            assert!(
+                matches!(condition, Some("PrivateNat" | "TwoNats")),
+                "{name:?} ({kind}) exists without TaskNetwork=private-nat (condition {condition:?})"
+            );
+        }
+    }
+    let ingress = template["Resources"]["TaskSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+        .as_sequence()
+        .expect("task ingress rules");
+    assert_eq!(ingress.len(), 1, "task ingress: {ingress:?}");
+    let rule = &ingress[0];
+    assert_eq!((number(&rule["FromPort"]), number(&rule["ToPort"])), (8000, 8000));
+    assert!(rule.get("CidrIp").is_none() && rule.get("CidrIpv6").is_none());
+    assert!(format!("{:?}", rule["SourceSecurityGroupId"]).contains("LoadBalancerSecurityGroup"));
+    // The TLS-only bucket policy applies to an adopted bucket too (no condition).
+    assert!(
+        template["Resources"]["DataBucketPolicy"].get("Condition").is_none(),
+        "DataBucketPolicy only applies to a bucket the stack creates"
+    );
+}
