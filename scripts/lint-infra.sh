@@ -293,6 +293,7 @@ PY
 }
 step "template sizes (aws cloudformation deploy as deploy.sh calls it)" check_template_sizes
 step "CPU architecture: task definition and image platform" check_platforms
+step "pipeline: deploy role, health check, bootstrap recovery, rollout, CI order, promotion, OIDC" "$venv/bin/python" scripts/check_pipeline.py
 
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "lint-infra: ${#failed[@]} failed: ${failed[*]}" >&2
