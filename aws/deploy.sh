@@ -45,6 +45,9 @@ Usage: aws/deploy.sh [options] [--param Key=Value ...]
                         the image staging tested) as --image-tag, by its digest (ECR
                         BatchGetImage + PutImage), and deploy that
   --skip-selftest       do not run the selftest task after the deployment
+  --health-cacert FILE  CA certificate(s), PEM, that the health check trusts instead of the
+                        system's: for an imported certificate of a private CA or a
+                        self-signed one (no domain; aws/README.md) (HEALTH_CACERT)
   --param Key=Value     any other template parameter (repeatable), e.g.
                         --param DailyLimitPerMiner=100 --param CpuArchitecture=ARM64
   --dry-run             print every command instead of running it
@@ -86,6 +89,7 @@ image_tag=""
 promote_from=""
 skip_build=false
 skip_selftest=false
+health_cacert="${HEALTH_CACERT:-}"
 dry_run=false
 dry_run_status=DOES_NOT_EXIST
 dry_run_bootstrap_status=UPDATE_COMPLETE
@@ -110,6 +114,7 @@ while [ $# -gt 0 ]; do
     --skip-build) skip_build=true; shift ;;
     --promote-from) promote_from="$2"; shift 2 ;;
     --skip-selftest) skip_selftest=true; shift ;;
+    --health-cacert) health_cacert="$2"; shift 2 ;;
     --param) extra_params+=("$2"); shift 2 ;;
     --dry-run) dry_run=true; shift ;;
     --dry-run-status) dry_run_status="$2"; shift 2 ;;
@@ -508,7 +513,9 @@ if [ -z "$check_host" ] || [ "$check_host" = None ] || [ -z "$lb_dns" ] || [ "$l
   failures+=("health check (no name or load balancer)")
 else
   say "checking https://$check_host/healthcheck on $lb_dns"
-  if run curl -fsS --retry 5 --retry-delay 5 --retry-all-errors --max-time 10 \
+  curl_ca=()
+  [ -z "$health_cacert" ] || curl_ca=(--cacert "$health_cacert")
+  if run curl -fsS --retry 5 --retry-delay 5 --retry-all-errors --max-time 10 ${curl_ca[@]+"${curl_ca[@]}"} \
       --connect-to "$check_host:443:$lb_dns:443" "https://$check_host/healthcheck"; then
     echo
   else
