@@ -10,9 +10,40 @@
 # no configuration and no .env file.
 
 ############################################################################## build
-FROM rust:1.95-slim-bookworm AS build
+# The build stage runs on the builder's own platform ($BUILDPLATFORM) and cross-compiles
+# for the image's ($TARGETPLATFORM: linux/arm64 for ARM64 tasks, linux/amd64 for X86_64),
+# instead of running the whole compiler under QEMU emulation. The runtime stage below is
+# the target platform's.
+#   docker buildx build --platform linux/arm64 .     (aws/deploy.sh: --platform-for ARM64)
+FROM --platform=$BUILDPLATFORM rust:1.95-slim-bookworm AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG TARGETARCH
 WORKDIR /src
+
+# The Rust target of $TARGETARCH, its standard library, and a C cross compiler and libc
+# for it (ring and aws-lc-sys compile C) when it is not the builder's own architecture.
+# The linker and C compiler are named per target, so the same settings serve a native
+# build too: Debian's gcc provides <triple>-gcc for its own architecture.
+# CARGO_BUILD_TARGET makes `cargo build` (scripts/build-release.sh, unchanged) build for
+# it, into target/<triple>/release.
+ENV CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+    CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+    CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
+    CC_x86_64_unknown_linux_gnu=x86_64-linux-gnu-gcc
+# $cross is split into package names on purpose (SC2086).
+# hadolint ignore=DL3008,SC2086
+RUN case "$TARGETARCH" in \
+      arm64) triple=aarch64-unknown-linux-gnu; cross="gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;; \
+      amd64) triple=x86_64-unknown-linux-gnu; cross="gcc-x86-64-linux-gnu libc6-dev-amd64-cross" ;; \
+      *) echo "unsupported TARGETARCH: $TARGETARCH (arm64 or amd64)" >&2; exit 1 ;; \
+    esac \
+ && if [ "$(dpkg --print-architecture)" != "$TARGETARCH" ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends $cross \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && rustup target add "$triple" \
+ && echo "$triple" > /rust-target
 
 # 1. Dependencies, in their own layer: rebuilt only when Cargo.toml or Cargo.lock change.
 #    Cargo needs every target the manifest declares to exist, so the library, the binary
@@ -26,16 +57,18 @@ RUN mkdir -p src benches \
  && touch src/lib.rs \
  && awk '/^\[/ { bench = ($0 == "[[bench]]") } bench && /^name *=/ { gsub(/^name *= *"|" *$/, ""); print }' Cargo.toml \
     | while read -r name; do echo 'fn main() {}' > "benches/${name}.rs"; done \
- && bash scripts/build-release.sh \
+ && CARGO_BUILD_TARGET="$(cat /rust-target)" bash scripts/build-release.sh \
  && rm -rf src benches
 
 # 2. The service itself: the same command (scripts/build-release.sh, i.e.
-#    `cargo build --release --locked --bin s3-auth-api`) over the real sources.
+#    `cargo build --release --locked --bin s3-auth-api`, for the target) over the real
+#    sources.
 COPY src src
 COPY benches benches
 RUN touch src/main.rs src/lib.rs \
- && bash scripts/build-release.sh \
- && install -m 0755 target/release/s3-auth-api /usr/local/bin/s3-auth-api
+ && triple="$(cat /rust-target)" \
+ && CARGO_BUILD_TARGET="$triple" bash scripts/build-release.sh \
+ && install -m 0755 "target/$triple/release/s3-auth-api" /usr/local/bin/s3-auth-api
 
 ############################################################################ runtime
 FROM debian:bookworm-slim AS runtime

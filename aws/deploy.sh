@@ -3,12 +3,16 @@
 # the ECS service, runs the selftest canary as a one-off task and checks the health
 # endpoint. Safe to run again: an image tag already in ECR is not pushed twice, an
 # unchanged stack is left alone, a stack left in ROLLBACK_COMPLETE by a failed first
-# create is deleted and created again.
+# create is deleted and created again (the bootstrap stack too, adopting the retained
+# ECR repository). A failed health check or selftest fails the run only at its end,
+# after the other checks and prod's deletion protection.
 #
 #   aws/deploy.sh --env staging --cert-arn arn:aws:acm:us-east-2:123456789012:certificate/...
 #   aws/deploy.sh --env prod --domain s3-auth.example.com --hosted-zone-id Z123... --dry-run
 #   aws/deploy.sh --env staging --skip-bootstrap --skip-build --image-tag staging-<commit> \
 #     --cfn-role-arn <DeployCloudFormationRoleArn>        (.github/workflows/deploy.yml)
+#   aws/deploy.sh --env prod --skip-bootstrap --promote-from staging-<commit> \
+#     --image-tag prod-<commit> --cfn-role-arn <DeployCloudFormationRoleArn>   (prod, by digest)
 #
 # See aws/README.md for prerequisites, the first deployment, rollback and migration.
 set -euo pipefail
@@ -37,12 +41,24 @@ Usage: aws/deploy.sh [options] [--param Key=Value ...]
   --image-tag TAG       image tag (default <env>-<commit>, plus -dirty-<time> when the
                         work tree has changes)
   --skip-build          deploy --image-tag as it is in ECR, without building
+  --promote-from TAG    do not build: tag the image TAG points to (e.g. staging-<commit>,
+                        the image staging tested) as --image-tag, by its digest (ECR
+                        BatchGetImage + PutImage), and deploy that
   --skip-selftest       do not run the selftest task after the deployment
+  --health-cacert FILE  CA certificate(s), PEM, that the health check trusts instead of the
+                        system's: for an imported certificate of a private CA or a
+                        self-signed one (no domain; aws/README.md) (HEALTH_CACERT)
   --param Key=Value     any other template parameter (repeatable), e.g.
                         --param DailyLimitPerMiner=100 --param CpuArchitecture=ARM64
   --dry-run             print every command instead of running it
   --dry-run-status S    with --dry-run: the stack status to assume (default
                         DOES_NOT_EXIST; e.g. UPDATE_COMPLETE, ROLLBACK_COMPLETE)
+  --dry-run-bootstrap-status S
+                        with --dry-run: the bootstrap stack's status to assume
+                        (default UPDATE_COMPLETE; DOES_NOT_EXIST, ROLLBACK_COMPLETE)
+  --dry-run-repository-exists
+                        with --dry-run: assume the ECR repository exists already
+  --dry-run-no-changes  with --dry-run: assume the service stack's change set is empty
   --platform-for ARCH   print the docker platform for a CpuArchitecture and exit
   -h, --help            this text
 EOF
@@ -70,10 +86,15 @@ bootstrap_stack="${BOOTSTRAP_STACK:-s3-auth-api-bootstrap}"
 skip_bootstrap=false
 cfn_role_arn="${CFN_ROLE_ARN:-}"
 image_tag=""
+promote_from=""
 skip_build=false
 skip_selftest=false
+health_cacert="${HEALTH_CACERT:-}"
 dry_run=false
 dry_run_status=DOES_NOT_EXIST
+dry_run_bootstrap_status=UPDATE_COMPLETE
+dry_run_repository_exists=false
+dry_run_no_changes=false
 extra_params=()
 
 while [ $# -gt 0 ]; do
@@ -91,10 +112,15 @@ while [ $# -gt 0 ]; do
     --cfn-role-arn) cfn_role_arn="$2"; shift 2 ;;
     --image-tag) image_tag="$2"; shift 2 ;;
     --skip-build) skip_build=true; shift ;;
+    --promote-from) promote_from="$2"; shift 2 ;;
     --skip-selftest) skip_selftest=true; shift ;;
+    --health-cacert) health_cacert="$2"; shift 2 ;;
     --param) extra_params+=("$2"); shift 2 ;;
     --dry-run) dry_run=true; shift ;;
     --dry-run-status) dry_run_status="$2"; shift 2 ;;
+    --dry-run-bootstrap-status) dry_run_bootstrap_status="$2"; shift 2 ;;
+    --dry-run-repository-exists) dry_run_repository_exists=true; shift ;;
+    --dry-run-no-changes) dry_run_no_changes=true; shift ;;
     --platform-for) platform_for "$2"; exit $? ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -108,6 +134,10 @@ esac
 # Never the names of the Python service's hand-built resources (subnet46-cluster,
 # /ecs/subnet46-s3-api, subnet46/aws-credentials): the template refuses "subnet46" too.
 [ -n "$name_prefix" ] || name_prefix="s3-auth-api-$env_name"
+if [ -n "$promote_from" ] && $skip_build; then
+  echo "--promote-from and --skip-build exclude each other" >&2
+  exit 2
+fi
 if [ -z "$image_tag" ]; then
   if $skip_build; then echo "--skip-build needs --image-tag" >&2; exit 2; fi
   image_tag="$env_name-$(git rev-parse --short=12 HEAD)"
@@ -164,20 +194,88 @@ done
 
 say "environment $env_name, region $region, stacks $bootstrap_stack and $app_stack, image tag $image_tag"
 
+# The status of a stack, DOES_NOT_EXIST when there is none; with --dry-run, the second
+# argument.
+stack_status() {
+  if $dry_run; then
+    printf '+ aws cloudformation describe-stacks --region %q --stack-name %q --query Stacks[0].StackStatus --output text\n' \
+      "$region" "$1" >&2
+    echo "$2"
+  else
+    local out
+    if out="$(aws cloudformation describe-stacks --region "$region" --stack-name "$1" \
+        --query 'Stacks[0].StackStatus' --output text 2>&1)"; then
+      echo "$out"
+    elif [[ "$out" == *"does not exist"* ]]; then
+      echo DOES_NOT_EXIST
+    else
+      echo "$out" >&2
+      return 1
+    fi
+  fi
+}
+
+# A stack left in ROLLBACK_COMPLETE by a failed first create can only be deleted: shows
+# why it failed, deletes it (as the role given, if any) and waits.
+delete_rolled_back() {
+  local stack="$1"
+  shift
+  say "the first create of $stack failed and was rolled back; deleting it to create it again"
+  run aws cloudformation describe-stack-events --region "$region" --stack-name "$stack" \
+    --max-items 15 --query "StackEvents[?contains(ResourceStatus, 'FAILED')].[LogicalResourceId, ResourceStatusReason]" \
+    --output text
+  run aws cloudformation delete-stack --region "$region" --stack-name "$stack" "$@"
+  run aws cloudformation wait stack-delete-complete --region "$region" --stack-name "$stack"
+}
+
 # 1. The bootstrap stack: image repository and artifacts bucket. It must exist before the
 #    first push and before the service template can be staged, so it is deployed inline
 #    (aws/ecr.yaml stays under 51,200 bytes; scripts/lint-infra.sh checks).
 #    It also holds the GitHub deploy role (when GitHubRepository is set), hence
 #    CAPABILITY_IAM; parameters not given keep their current values.
+#    The repository is retained under its fixed name when the stack is deleted or its first
+#    create rolls back: a new bootstrap stack then adopts it (AdoptExistingRepository)
+#    instead of failing with RepositoryAlreadyExistsException. The artifacts bucket's name
+#    is generated, so a new stack makes a new one (the old one stays, retained).
 if $skip_bootstrap; then
   say "bootstrap stack $bootstrap_stack: used as it is (--skip-bootstrap)"
 else
   say "bootstrap stack $bootstrap_stack (ECR repository, artifacts bucket, deploy role)"
+  bootstrap_status="$(stack_status "$bootstrap_stack" "$dry_run_bootstrap_status")"
+  say "stack $bootstrap_stack: $bootstrap_status"
+  case "$bootstrap_status" in
+    ROLLBACK_COMPLETE)
+      delete_rolled_back "$bootstrap_stack"
+      bootstrap_status=DOES_NOT_EXIST
+      ;;
+    REVIEW_IN_PROGRESS) bootstrap_status=DOES_NOT_EXIST ;;
+    ROLLBACK_FAILED|DELETE_FAILED|UPDATE_ROLLBACK_FAILED|*_IN_PROGRESS)
+      echo "stack $bootstrap_stack is in $bootstrap_status: see aws/README.md, \"Rollback\"; run this again when it is settled" >&2
+      exit 1
+      ;;
+  esac
+  bootstrap_params=("RepositoryName=$repository")
+  if [ "$bootstrap_status" = DOES_NOT_EXIST ]; then
+    if $dry_run; then
+      printf '+ aws ecr describe-repositories --region %q --repository-names %q\n' "$region" "$repository"
+      repository_exists=$dry_run_repository_exists
+    elif aws ecr describe-repositories --region "$region" --repository-names "$repository" >/dev/null 2>&1; then
+      repository_exists=true
+    else
+      repository_exists=false
+    fi
+    if $repository_exists; then
+      say "repository $repository exists (retained from an earlier bootstrap stack): adopting it"
+      bootstrap_params+=("AdoptExistingRepository=true")
+    else
+      bootstrap_params+=("AdoptExistingRepository=false")
+    fi
+  fi
   run aws cloudformation deploy --region "$region" \
     --stack-name "$bootstrap_stack" \
     --template-file aws/ecr.yaml \
     --capabilities CAPABILITY_IAM \
-    --parameter-overrides "RepositoryName=$repository" \
+    --parameter-overrides "${bootstrap_params[@]}" \
     --no-fail-on-empty-changeset
 fi
 
@@ -191,38 +289,13 @@ registry="$account.dkr.ecr.$region.amazonaws.com"
 image="$registry/$repository:$image_tag"
 
 # 2. Where the service stack stands.
-stack_status() {
-  if $dry_run; then
-    printf '+ aws cloudformation describe-stacks --region %q --stack-name %q --query Stacks[0].StackStatus --output text\n' \
-      "$region" "$app_stack" >&2
-    echo "$dry_run_status"
-  else
-    local out
-    if out="$(aws cloudformation describe-stacks --region "$region" --stack-name "$app_stack" \
-        --query 'Stacks[0].StackStatus' --output text 2>&1)"; then
-      echo "$out"
-    elif [[ "$out" == *"does not exist"* ]]; then
-      echo DOES_NOT_EXIST
-    else
-      echo "$out" >&2
-      return 1
-    fi
-  fi
-}
-status="$(stack_status)"
+status="$(stack_status "$app_stack" "$dry_run_status")"
 say "stack $app_stack: $status"
 case "$status" in
   ROLLBACK_COMPLETE)
-    # A first create failed and was rolled back: such a stack can only be deleted. The
-    # retained resources (data bucket, logs bucket, KMS key) stay; the create below
+    # The retained resources (data bucket, logs bucket, KMS key) stay; the create below
     # adopts the data bucket, whose name is fixed.
-    say "the first create of $app_stack failed and was rolled back; deleting it to create it again"
-    run aws cloudformation describe-stack-events --region "$region" --stack-name "$app_stack" \
-      --max-items 15 --query "StackEvents[?contains(ResourceStatus, 'FAILED')].[LogicalResourceId, ResourceStatusReason]" \
-      --output text
-    run aws cloudformation delete-stack --region "$region" --stack-name "$app_stack" \
-      ${cfn_role[@]+"${cfn_role[@]}"}
-    run aws cloudformation wait stack-delete-complete --region "$region" --stack-name "$app_stack"
+    delete_rolled_back "$app_stack" ${cfn_role[@]+"${cfn_role[@]}"}
     status=DOES_NOT_EXIST
     ;;
   ROLLBACK_FAILED|DELETE_FAILED)
@@ -253,17 +326,50 @@ fi
 
 # 3. Build and push, unless this tag is in ECR already (tags are immutable there). The
 #    image is built for the task definition's CpuArchitecture: the one given, else the
-#    stack's current one, else the template's default.
+#    stack's current one, else ARM64 (Graviton: about 20 % cheaper on Fargate; the image
+#    is cross-compiled for it, see the Dockerfile).
 if ! arch="$(param_value CpuArchitecture)"; then
-  arch=X86_64
+  arch=ARM64
   if ! $creating && ! $dry_run; then
     arch="$(aws cloudformation describe-stacks --region "$region" --stack-name "$app_stack" \
       --query "Stacks[0].Parameters[?ParameterKey=='CpuArchitecture'].ParameterValue" --output text)"
-    case "$arch" in X86_64|ARM64) ;; *) arch=X86_64 ;; esac
+    case "$arch" in X86_64|ARM64) ;; *) arch=ARM64 ;; esac
   fi
 fi
 platform="$(platform_for "$arch")"
-if $skip_build; then
+if [ -n "$promote_from" ]; then
+  # Promotion: the very image $promote_from names (the one staging tested), under a new
+  # tag, by its digest; nothing is built. ECR tags are immutable: an existing tag must
+  # already be that digest.
+  say "promoting $repository:$promote_from to $image_tag by digest (no build)"
+  digest="$(capture sha256:PROMOTED_DIGEST aws ecr describe-images --region "$region" \
+    --repository-name "$repository" --image-ids "imageTag=$promote_from" \
+    --query 'imageDetails[0].imageDigest' --output text)"
+  case "$digest" in sha256:*) ;; *) echo "$repository:$promote_from not found in ECR" >&2; exit 1 ;; esac
+  existing=""
+  if ! $dry_run; then
+    existing="$(aws ecr describe-images --region "$region" --repository-name "$repository" \
+      --image-ids "imageTag=$image_tag" --query 'imageDetails[0].imageDigest' --output text 2>/dev/null || true)"
+  fi
+  if [ "$existing" = "$digest" ]; then
+    say "$repository:$image_tag is $digest already"
+  elif [ -n "$existing" ] && [ "$existing" != None ]; then
+    echo "$repository:$image_tag exists with another digest ($existing, not $digest); tags are immutable" >&2
+    exit 1
+  else
+    manifest="$(capture '{"schemaVersion":2}' aws ecr batch-get-image --region "$region" \
+      --repository-name "$repository" --image-ids "imageDigest=$digest" \
+      --query 'images[0].imageManifest' --output text)"
+    media_type="$(capture application/vnd.oci.image.manifest.v1+json aws ecr batch-get-image --region "$region" \
+      --repository-name "$repository" --image-ids "imageDigest=$digest" \
+      --query 'images[0].imageManifestMediaType' --output text)"
+    # --image-digest: ECR refuses a manifest that is not byte for byte the one of $digest.
+    run aws ecr put-image --region "$region" --repository-name "$repository" \
+      --image-tag "$image_tag" --image-digest "$digest" \
+      --image-manifest "$manifest" --image-manifest-media-type "$media_type" \
+      --query 'image.imageId.imageDigest' --output text
+  fi
+elif $skip_build; then
   say "skipping the build; deploying $image as it is"
 elif ! $dry_run && aws ecr describe-images --region "$region" --repository-name "$repository" \
     --image-ids "imageTag=$image_tag" >/dev/null 2>&1; then
@@ -326,6 +432,9 @@ for p in ${extra_params[@]+"${extra_params[@]}"}; do
   [[ "$p" == CpuArchitecture=* ]] || params+=("$p")
 done
 
+deploy_log="$(mktemp)"
+trap 'rm -f "$deploy_log"' EXIT
+# Its output is kept: "No changes to deploy" tells an empty change set (step 5).
 deploy_stack() {
   run aws cloudformation deploy --region "$region" \
     --stack-name "$app_stack" \
@@ -336,10 +445,19 @@ deploy_stack() {
     ${cfn_role[@]+"${cfn_role[@]}"} \
     --parameter-overrides "$@" \
     --tags "Application=s3-auth-api" "Environment=$env_name" \
-    --no-fail-on-empty-changeset
+    --no-fail-on-empty-changeset | tee "$deploy_log"
 }
 if $creating; then say "creating $app_stack"; else say "updating $app_stack"; fi
 deploy_stack "${params[@]}"
+stack_changed=true
+if $dry_run; then
+  if $dry_run_no_changes; then
+    echo "    (dry run: assuming an empty change set: No changes to deploy)"
+    stack_changed=false
+  fi
+elif grep -q "No changes to deploy" "$deploy_log"; then
+  stack_changed=false
+fi
 
 output() {
   capture "OUTPUT_$1" aws cloudformation describe-stacks --region "$region" --stack-name "$app_stack" \
@@ -347,75 +465,130 @@ output() {
 }
 cluster="$(output ClusterName)"
 service="$(output ServiceName)"
-health_url="$(output HealthCheckUrl)"
+lb_dns="$(output LoadBalancerDnsName)"
 log_group="$(output LogGroupName)"
+# What failed among the checks below; the run fails at its end, after all of them and
+# after prod's deletion protection.
+failures=()
 
-# 5. On an update, new tasks (they re-read the injected secrets); then wait until the
-#    service is stable. The deployment circuit breaker rolls back by itself when new
-#    tasks keep failing.
-if ! $creating; then
-  say "rolling $service"
+# 5. One rollout per deploy. The change set rolls the service itself whenever the task
+#    definition changes, and it does on every new image tag. Only when the stack was left
+#    unchanged (the same tag deployed again, e.g. to make the tasks re-read rotated
+#    secrets) is a new deployment forced. Then wait until the service is stable; the
+#    deployment circuit breaker rolls back by itself when new tasks keep failing.
+if ! $creating && ! $stack_changed; then
+  say "$app_stack is unchanged: forcing a new deployment of $service"
   run aws ecs update-service --region "$region" --cluster "$cluster" --service "$service" \
     --force-new-deployment --query "service.deployments[0].id" --output text
 fi
 run aws ecs wait services-stable --region "$region" --cluster "$cluster" --services "$service"
 
-# 6. From outside, through the load balancer. Without --domain the URL is the load
-#    balancer's own name, which the certificate does not cover: skip verification then.
-say "checking $health_url"
-curl_tls=()
-if [ -z "$domain" ] && [[ "$health_url" == *.elb.amazonaws.com/* ]]; then curl_tls=(--insecure); fi
-run curl -fsS --retry 5 --retry-delay 5 --retry-all-errors --max-time 10 \
-  ${curl_tls[@]+"${curl_tls[@]}"} "$health_url"
-echo
+# 6. From outside, through the NEW load balancer, with TLS verified: https://<name>/healthcheck
+#    with curl --connect-to <name>:443:<LoadBalancerDnsName>:443, so that it reaches this
+#    stack's load balancer whether or not DNS points there yet (and never the service the
+#    name still points to, such as the Python service before the migration), while the
+#    certificate is still checked against <name>. The name is --domain, else the stack's
+#    DomainName, else the certificate's own name (healthcheck.<zone> for *.<zone>). Never
+#    --insecure.
+check_host="$domain"
+if [ -z "$check_host" ] && ! $creating; then
+  check_host="$(capture "" aws cloudformation describe-stacks --region "$region" --stack-name "$app_stack" \
+    --query "Stacks[0].Parameters[?ParameterKey=='DomainName'].ParameterValue" --output text)"
+  [ "$check_host" != None ] || check_host=""
+fi
+if [ -z "$check_host" ]; then
+  cert_for_name="$cert_arn"
+  if [ -z "$cert_for_name" ]; then
+    cert_for_name="$(capture CERTIFICATE_ARN aws cloudformation describe-stacks --region "$region" --stack-name "$app_stack" \
+      --query "Stacks[0].Parameters[?ParameterKey=='CertificateArn'].ParameterValue" --output text)"
+  fi
+  check_host="$(capture "*.example.com" aws acm describe-certificate --region "$region" \
+    --certificate-arn "$cert_for_name" --query Certificate.DomainName --output text)" || check_host=""
+  case "$check_host" in
+    "*."*) check_host="healthcheck.${check_host#\*.}" ;;
+  esac
+fi
+if [ -z "$check_host" ] || [ "$check_host" = None ] || [ -z "$lb_dns" ] || [ "$lb_dns" = None ]; then
+  echo "health check: no name to check (no --domain, no DomainName, no certificate name) or no load balancer" >&2
+  failures+=("health check (no name or load balancer)")
+else
+  say "checking https://$check_host/healthcheck on $lb_dns"
+  curl_ca=()
+  [ -z "$health_cacert" ] || curl_ca=(--cacert "$health_cacert")
+  if run curl -fsS --retry 5 --retry-delay 5 --retry-all-errors --max-time 10 ${curl_ca[@]+"${curl_ca[@]}"} \
+      --connect-to "$check_host:443:$lb_dns:443" "https://$check_host/healthcheck"; then
+    echo
+  else
+    echo
+    echo "health check FAILED: https://$check_host/healthcheck on $lb_dns" >&2
+    failures+=("health check")
+  fi
+fi
 
 # 7. The selftest canary: one task of the service's own task definition, in its subnets
-#    and security group, with the command `selftest`: presigns a miner-like upload under
-#    _selftest/, uploads, downloads, lists and deletes through real S3, and exits 0 only
-#    if every step passed.
-if $skip_selftest; then
-  say "skipping the selftest"
-else
+#    and security group (and with a public IP when the service's tasks have one), with the
+#    command `selftest`: presigns a miner-like upload under _selftest/, uploads, downloads,
+#    lists and deletes through real S3, and exits 0 only if every step passed.
+selftest() {
+  local task_definition subnets security_groups public_ip task_arn exit_code task_id log_stream
   say "selftest: one-off task in $cluster"
-  read -r task_definition subnets security_groups <<<"$(capture "TASK_DEFINITION_ARN SUBNET_1,SUBNET_2 TASK_SECURITY_GROUP" \
-    aws ecs describe-services --region "$region" --cluster "$cluster" --services "$service" \
-    --query "services[0].[taskDefinition, join(',', networkConfiguration.awsvpcConfiguration.subnets), join(',', networkConfiguration.awsvpcConfiguration.securityGroups)]" \
-    --output text)"
-  task_arn="$(capture "arn:aws:ecs:$region:$account:task/$cluster/TASK_ID" \
-    aws ecs run-task --region "$region" --cluster "$cluster" \
-    --task-definition "$task_definition" --launch-type FARGATE --count 1 \
-    --started-by deploy-selftest \
-    --network-configuration "awsvpcConfiguration={subnets=[$subnets],securityGroups=[$security_groups],assignPublicIp=DISABLED}" \
-    --overrides '{"containerOverrides":[{"name":"s3-api","command":["selftest"]}]}' \
-    --query 'tasks[0].taskArn' --output text)"
-  if [ -z "$task_arn" ] || [ "$task_arn" = None ]; then
-    echo "the selftest task did not start (aws ecs run-task returned no task)" >&2
-    exit 1
+  if ! read -r task_definition subnets security_groups public_ip <<<"$(capture "TASK_DEFINITION_ARN SUBNET_1,SUBNET_2 TASK_SECURITY_GROUP DISABLED" \
+      aws ecs describe-services --region "$region" --cluster "$cluster" --services "$service" \
+      --query "services[0].[taskDefinition, join(',', networkConfiguration.awsvpcConfiguration.subnets), join(',', networkConfiguration.awsvpcConfiguration.securityGroups), networkConfiguration.awsvpcConfiguration.assignPublicIp]" \
+      --output text)"; then
+    echo "the selftest could not read the service's network configuration" >&2
+    return 1
   fi
-  run aws ecs wait tasks-stopped --region "$region" --cluster "$cluster" --tasks "$task_arn"
+  case "$public_ip" in ENABLED) ;; *) public_ip=DISABLED ;; esac
+  if ! task_arn="$(capture "arn:aws:ecs:$region:$account:task/$cluster/TASK_ID" \
+      aws ecs run-task --region "$region" --cluster "$cluster" \
+      --task-definition "$task_definition" --launch-type FARGATE --count 1 \
+      --started-by deploy-selftest \
+      --network-configuration "awsvpcConfiguration={subnets=[$subnets],securityGroups=[$security_groups],assignPublicIp=$public_ip}" \
+      --overrides '{"containerOverrides":[{"name":"s3-api","command":["selftest"]}]}' \
+      --query 'tasks[0].taskArn' --output text)" || [ -z "$task_arn" ] || [ "$task_arn" = None ]; then
+    echo "the selftest task did not start (aws ecs run-task returned no task)" >&2
+    return 1
+  fi
+  if ! run aws ecs wait tasks-stopped --region "$region" --cluster "$cluster" --tasks "$task_arn"; then
+    echo "the selftest task $task_arn did not stop in time" >&2
+    return 1
+  fi
   exit_code="$(capture 0 aws ecs describe-tasks --region "$region" --cluster "$cluster" --tasks "$task_arn" \
-    --query "tasks[0].containers[?name=='s3-api'].exitCode | [0]" --output text)"
+    --query "tasks[0].containers[?name=='s3-api'].exitCode | [0]" --output text)" || exit_code=unknown
   # The awslogs stream of a task: <awslogs-stream-prefix>/<container>/<task id>.
   task_id="${task_arn##*/}"
   log_stream="s3-api/s3-api/$task_id"
   if [ "$exit_code" = 0 ]; then
+    # Only shown: a log that cannot be read does not fail a selftest that passed.
     run aws logs get-log-events --region "$region" --log-group-name "$log_group" \
-      --log-stream-name "$log_stream" --start-from-head --query 'events[].message' --output text
+      --log-stream-name "$log_stream" --start-from-head --query 'events[].message' --output text \
+      || echo "warning: could not read the selftest's log ($log_group, $log_stream)" >&2
     say "selftest passed"
-  else
-    echo "selftest FAILED (exit code $exit_code); its log ($log_group, $log_stream):" >&2
-    aws ecs describe-tasks --region "$region" --cluster "$cluster" --tasks "$task_arn" \
-      --query 'tasks[0].[stoppedReason, containers[0].reason]' --output text >&2 || true
-    aws logs get-log-events --region "$region" --log-group-name "$log_group" \
-      --log-stream-name "$log_stream" --start-from-head --query 'events[].message' --output text >&2 || true
-    echo "the deployment stays in place; fix it, or roll back (aws/README.md, \"Rollback\")" >&2
-    exit 1
+    return 0
   fi
+  echo "selftest FAILED (exit code $exit_code); its log ($log_group, $log_stream):" >&2
+  aws ecs describe-tasks --region "$region" --cluster "$cluster" --tasks "$task_arn" \
+    --query 'tasks[0].[stoppedReason, containers[0].reason]' --output text >&2 || true
+  aws logs get-log-events --region "$region" --log-group-name "$log_group" \
+    --log-stream-name "$log_stream" --start-from-head --query 'events[].message' --output text >&2 || true
+  return 1
+}
+if $skip_selftest; then
+  say "skipping the selftest"
+elif ! selftest; then
+  failures+=("selftest")
 fi
 
-# 8. A new production stack gets its load balancer's deletion protection only now.
+# 8. A new production stack gets its load balancer's deletion protection only now, even
+#    when a check above failed: the stack exists either way.
 if $protect_after_create; then
   say "turning on the load balancer's deletion protection"
   deploy_stack "AlbDeletionProtection=true"
+fi
+if [ "${#failures[@]}" -gt 0 ]; then
+  echo "deployed $image to $app_stack, but these checks FAILED: ${failures[*]}" >&2
+  echo "the deployment stays in place; fix it, or roll back (aws/README.md, \"Rollback\")" >&2
+  exit 1
 fi
 say "deployed $image to $app_stack"

@@ -295,6 +295,7 @@ step "template sizes (aws cloudformation deploy as deploy.sh calls it)" check_te
 step "CPU architecture: task definition and image platform" check_platforms
 step "cfn-lint and checkov on each parameter variant (scripts/cfn_variants.py)" \
   "$venv/bin/python" scripts/cfn_variants.py --out "$tmp/variants"
+step "pipeline: deploy role, health check, bootstrap recovery, rollout, CI order, promotion, OIDC" "$venv/bin/python" scripts/check_pipeline.py
 
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "lint-infra: ${#failed[@]} failed: ${failed[*]}" >&2

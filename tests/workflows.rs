@@ -1,8 +1,10 @@
 //! The GitHub workflows agree with the rest of the repository: CI runs the README's test
-//! command with the crate's toolchain; the deploy workflow calls aws/deploy.sh only with
-//! options it accepts and builds the same image tags; the deploy role of aws/ecr.yaml
-//! trusts exactly the OIDC subjects the workflow's jobs present; every action is pinned
-//! to a commit; and the workflows hold no more permissions than they use.
+//! command with the crate's toolchain, and staging deploys only after it passed; the
+//! deploy workflow calls aws/deploy.sh only with options it accepts, builds the same image
+//! tags, and prod promotes staging's image instead of building; the deploy role of
+//! aws/ecr.yaml trusts exactly the OIDC subjects (with deploy.yml's job_workflow_ref) the
+//! workflow's jobs present; every action is pinned to a commit; and the workflows hold no
+//! more permissions than they use.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -91,12 +93,53 @@ fn ci_runs_the_readmes_test_command_on_every_push_and_pull_request() {
     );
     let ci = yaml(".github/workflows/ci.yml");
     let on = &ci["on"];
-    for event in ["push", "pull_request"] {
-        assert!(
-            on.get(event).is_some_and(Value::is_null),
-            "ci.yml must run on every {event} (no filters): {on:?}"
-        );
-    }
+    assert!(
+        on.get("pull_request").is_some_and(Value::is_null),
+        "ci.yml must run on every pull_request (no filters): {on:?}"
+    );
+    // Every push but main's here; main's through deploy.yml, which calls this workflow
+    // (workflow_call) and deploys staging only after it passed: once per push either way.
+    let push = on.get("push").expect("ci.yml runs on push");
+    let ignored: Vec<&str> = push["branches-ignore"]
+        .as_sequence()
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(ignored, ["main"], "ci.yml's push filters: {push:?}");
+    assert_eq!(
+        push.as_mapping().map(|m| m.len()),
+        Some(1),
+        "no other push filter: {push:?}"
+    );
+    assert!(on.get("workflow_call").is_some(), "ci.yml is callable");
+    let deploy = yaml(".github/workflows/deploy.yml");
+    let deploy_jobs = jobs(&deploy);
+    let (ci_job, caller) = deploy_jobs
+        .iter()
+        .find(|(_, j)| j["uses"].as_str() == Some("./.github/workflows/ci.yml"))
+        .expect("deploy.yml calls ci.yml");
+    assert!(
+        caller["if"]
+            .as_str()
+            .is_some_and(|c| c.contains("github.ref == 'refs/heads/main'")),
+        "deploy.yml runs CI for a push to main"
+    );
+    let on_deploy = &deploy["on"];
+    assert_eq!(
+        on_deploy["push"]["branches"].as_sequence().map(Vec::len),
+        Some(1),
+        "deploy.yml runs on pushes to main only (and tags)"
+    );
+    let (_, staging) = deploy_jobs
+        .iter()
+        .find(|(id, _)| id == "staging")
+        .expect("a staging job");
+    assert_eq!(staging["needs"].as_str(), Some(ci_job.as_str()));
+    assert!(
+        staging["if"]
+            .as_str()
+            .is_some_and(|c| c.contains(&format!("needs.{ci_job}.result == 'success'"))),
+        "staging deploys only after CI passed"
+    );
     // The command runs unconditionally, on a GitHub-hosted Ubuntu runner.
     let mut found = false;
     for (id, job) in jobs(&ci) {
@@ -233,9 +276,16 @@ fn the_deploy_workflow_calls_deploy_sh_only_with_options_it_accepts() {
             "deploy.sh --help lacks {needed}: {accepted:?}"
         );
     }
+    assert!(
+        accepted.contains("--promote-from"),
+        "deploy.sh --help lacks --promote-from"
+    );
     let deploy = yaml(".github/workflows/deploy.yml");
     let mut deploys = 0;
     for (id, job) in jobs(&deploy) {
+        if job.get("uses").is_some() {
+            continue; // ci.yml, called
+        }
         for run in runs(job) {
             for call in deploy_sh_calls(&run) {
                 let flags: BTreeSet<&str> = call
@@ -251,11 +301,25 @@ fn the_deploy_workflow_calls_deploy_sh_only_with_options_it_accepts() {
                 if flags.contains("--platform-for") {
                     continue;
                 }
-                // The image is built by the workflow; deploy.sh deploys that tag.
-                for wanted in ["--skip-build", "--image-tag", "--env", "--skip-bootstrap"] {
+                // Staging's image is built by the workflow, prod's promoted from staging's
+                // (or an earlier prod image, for a rollback): deploy.sh never builds.
+                for wanted in ["--image-tag", "--env", "--skip-bootstrap"] {
                     assert!(
                         flags.contains(wanted),
                         "job {id}: deploy.sh without {wanted}"
+                    );
+                }
+                if id == "prod" {
+                    assert!(
+                        run.contains("how=(--promote-from \"$SOURCE_TAG\")")
+                            && run.contains("how=(--skip-build)")
+                            && run.contains("--skip-bootstrap \"${how[@]}\""),
+                        "job prod: deploy.sh --promote-from (or --skip-build for a rollback)"
+                    );
+                } else {
+                    assert!(
+                        flags.contains("--skip-build"),
+                        "job {id}: deploy.sh without --skip-build"
                     );
                 }
                 deploys += 1;
@@ -309,9 +373,12 @@ fn the_deploy_role_trusts_only_mains_and_the_prod_environments_subjects() {
                 other => panic!("subject not a !Sub of GitHubRepository: {other:?}"),
             })
             .collect();
+    // The repository's OIDC subject is customized to repo, context and job_workflow_ref:
+    // only deploy.yml, from main (or a v* tag, for prod), gets the role.
     let expected: BTreeSet<String> = [
-        "repo:${GitHubRepository}:ref:refs/heads/main",
-        "repo:${GitHubRepository}:environment:prod",
+        "repo:${GitHubRepository}:ref:refs/heads/main:job_workflow_ref:${GitHubRepository}/.github/workflows/deploy.yml@refs/heads/main",
+        "repo:${GitHubRepository}:environment:prod:job_workflow_ref:${GitHubRepository}/.github/workflows/deploy.yml@refs/heads/main",
+        "repo:${GitHubRepository}:environment:prod:job_workflow_ref:${GitHubRepository}/.github/workflows/deploy.yml@refs/tags/v*",
     ]
     .map(str::to_owned)
     .into();
@@ -347,7 +414,10 @@ fn the_deploy_role_trusts_only_mains_and_the_prod_environments_subjects() {
     // The jobs present exactly those subjects: staging without an environment, from main
     // (ref:refs/heads/main); prod in the environment prod.
     let deploy = yaml(".github/workflows/deploy.yml");
-    let jobs = jobs(&deploy);
+    let jobs: Vec<_> = jobs(&deploy)
+        .into_iter()
+        .filter(|(_, j)| j.get("uses").is_none())
+        .collect();
     let job = |id: &str| {
         jobs.iter()
             .find(|(j, _)| j == id)
@@ -403,12 +473,13 @@ fn the_deploy_role_trusts_only_mains_and_the_prod_environments_subjects() {
     }
 }
 
-/// Every `uses:` of a workflow, with its line.
+/// Every `uses:` of a workflow, with its line; a workflow of this repository
+/// (`uses: ./.github/workflows/...`) is versioned with it and needs no pin.
 fn uses_lines(text: &str) -> Vec<&str> {
     text.lines()
         .filter(|l| {
             let l = l.trim_start().trim_start_matches("- ");
-            l.starts_with("uses:")
+            l.starts_with("uses:") && !l.starts_with("uses: ./")
         })
         .collect()
 }
