@@ -16,6 +16,13 @@
 #     deploy.sh's --dry-run output, for a first create and for an update)
 #   - the task definition's CpuArchitecture and deploy.sh's `docker buildx --platform`
 #     agree (X86_64 = linux/amd64, ARM64 = linux/arm64)
+#   - cfn-lint and checkov on each parameter variant of the service template
+#     (scripts/cfn_variants.py)
+#   - the pipeline checks of scripts/check_pipeline.py: the GitHub deploy role allows every
+#     AWS call of the GitHub path, the CloudFormation role covers every resource type, the
+#     health check goes through the new load balancer with TLS verified, the bootstrap
+#     stack recovers from ROLLBACK_COMPLETE, one rollout per deploy, staging after CI,
+#     prod promoted by digest, job_workflow_ref in the OIDC trust
 #
 # The Python tools go into a virtualenv (${S3_AUTH_API_LINT_VENV:-~/.cache/s3-auth-api-lint-venv}),
 # ShellCheck comes from apt when missing. Exits non-zero when any check fails.
