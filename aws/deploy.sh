@@ -432,9 +432,11 @@ for p in ${extra_params[@]+"${extra_params[@]}"}; do
   [[ "$p" == CpuArchitecture=* ]] || params+=("$p")
 done
 
-deploy_log="$(mktemp)"
-trap 'rm -f "$deploy_log"' EXIT
-# Its output is kept: "No changes to deploy" tells an empty change set (step 5).
+# The task definition the service runs, before and after the stack update (step 5).
+service_task_definition() {
+  capture "$1" aws ecs describe-services --region "$region" --cluster "$2" --services "$3" \
+    --query "services[0].taskDefinition" --output text
+}
 deploy_stack() {
   run aws cloudformation deploy --region "$region" \
     --stack-name "$app_stack" \
@@ -445,19 +447,15 @@ deploy_stack() {
     ${cfn_role[@]+"${cfn_role[@]}"} \
     --parameter-overrides "$@" \
     --tags "Application=s3-auth-api" "Environment=$env_name" \
-    --no-fail-on-empty-changeset | tee "$deploy_log"
+    --no-fail-on-empty-changeset
 }
+task_definition_before=""
+if ! $creating; then
+  task_definition_before="$(service_task_definition TASK_DEFINITION_BEFORE \
+    "$name_prefix-cluster" "$name_prefix-s3-api-service")" || task_definition_before=""
+fi
 if $creating; then say "creating $app_stack"; else say "updating $app_stack"; fi
 deploy_stack "${params[@]}"
-stack_changed=true
-if $dry_run; then
-  if $dry_run_no_changes; then
-    echo "    (dry run: assuming an empty change set: No changes to deploy)"
-    stack_changed=false
-  fi
-elif grep -q "No changes to deploy" "$deploy_log"; then
-  stack_changed=false
-fi
 
 output() {
   capture "OUTPUT_$1" aws cloudformation describe-stacks --region "$region" --stack-name "$app_stack" \
@@ -472,12 +470,17 @@ log_group="$(output LogGroupName)"
 failures=()
 
 # 5. One rollout per deploy. The change set rolls the service itself whenever the task
-#    definition changes, and it does on every new image tag. Only when the stack was left
-#    unchanged (the same tag deployed again, e.g. to make the tasks re-read rotated
-#    secrets) is a new deployment forced. Then wait until the service is stable; the
-#    deployment circuit breaker rolls back by itself when new tasks keep failing.
-if ! $creating && ! $stack_changed; then
-  say "$app_stack is unchanged: forcing a new deployment of $service"
+#    definition changes, and it does on every new image tag. Only when the service still
+#    runs the task definition it ran before (the same tag deployed again, or an update
+#    that changed only a secret, such as a new SigningKeySerial) is a new deployment
+#    forced, so that the tasks re-read their secrets. Then wait until the service is
+#    stable; the deployment circuit breaker rolls back by itself when new tasks keep
+#    failing.
+# The dry run's stand-in for "after": the same as before with --dry-run-no-changes.
+after_placeholder=TASK_DEFINITION_AFTER
+! $dry_run_no_changes || after_placeholder=TASK_DEFINITION_BEFORE
+if ! $creating && [ "$(service_task_definition "$after_placeholder" "$cluster" "$service")" = "$task_definition_before" ]; then
+  say "the task definition of $service is unchanged: forcing a new deployment"
   run aws ecs update-service --region "$region" --cluster "$cluster" --service "$service" \
     --force-new-deployment --query "service.deployments[0].id" --output text
 fi
