@@ -202,14 +202,18 @@ stack_status() {
       "$region" "$1" >&2
     echo "$2"
   else
-    local out
+    local out err
+    err="$(mktemp)"
     if out="$(aws cloudformation describe-stacks --region "$region" --stack-name "$1" \
-        --query 'Stacks[0].StackStatus' --output text 2>&1)"; then
+        --query 'Stacks[0].StackStatus' --output text 2>"$err")"; then
+      rm -f "$err"
       echo "$out"
-    elif [[ "$out" == *"does not exist"* ]]; then
+    elif grep -q "does not exist" "$err"; then
+      rm -f "$err"
       echo DOES_NOT_EXIST
     else
-      echo "$out" >&2
+      cat "$err" >&2
+      rm -f "$err"
       return 1
     fi
   fi
@@ -259,10 +263,15 @@ else
     if $dry_run; then
       printf '+ aws ecr describe-repositories --region %q --repository-names %q\n' "$region" "$repository"
       repository_exists=$dry_run_repository_exists
-    elif aws ecr describe-repositories --region "$region" --repository-names "$repository" >/dev/null 2>&1; then
+    elif lookup="$(aws ecr describe-repositories --region "$region" \
+        --repository-names "$repository" --query 'repositories[0].repositoryName' --output text 2>&1)"; then
       repository_exists=true
-    else
+    elif [[ "$lookup" == *RepositoryNotFoundException* ]]; then
       repository_exists=false
+    else
+      # Not "absent" (access denied, throttling): creating would collide with it.
+      echo "could not tell whether the repository $repository exists: $lookup" >&2
+      exit 1
     fi
     if $repository_exists; then
       say "repository $repository exists (retained from an earlier bootstrap stack): adopting it"
@@ -294,7 +303,12 @@ say "stack $app_stack: $status"
 case "$status" in
   ROLLBACK_COMPLETE)
     # The retained resources (data bucket, logs bucket, KMS key) stay; the create below
-    # adopts the data bucket, whose name is fixed.
+    # adopts the data bucket, whose name is fixed. The create needs the certificate:
+    # without it, the stack is left as it is.
+    if [ -z "$cert_arn" ]; then
+      echo "the stack $app_stack is in ROLLBACK_COMPLETE and must be created again: give --cert-arn (aws/README.md, step 2)" >&2
+      exit 2
+    fi
     delete_rolled_back "$app_stack" ${cfn_role[@]+"${cfn_role[@]}"}
     status=DOES_NOT_EXIST
     ;;
@@ -422,9 +436,14 @@ if $creating && ! param_value ExistingDataBucketName >/dev/null; then
   if $dry_run; then
     printf '+ aws s3api head-bucket --region %q --bucket %q\n' "$region" "$data_bucket"
     echo "    (dry run: assuming it does not exist; if it does, ExistingDataBucketName=$data_bucket is added)"
-  elif aws s3api head-bucket --region "$region" --bucket "$data_bucket" >/dev/null 2>&1; then
+  elif probe="$(aws s3api head-bucket --region "$region" --bucket "$data_bucket" 2>&1)"; then
     say "bucket $data_bucket exists (retained from an earlier stack): adopting it"
     params+=("ExistingDataBucketName=$data_bucket")
+  elif [[ "$probe" != *"Not Found"* && "$probe" != *404* ]]; then
+    # 403 (no s3:ListBucket on it, or another account's bucket) or throttling: creating
+    # would collide with it or fail.
+    echo "could not tell whether the bucket $data_bucket exists: $probe" >&2
+    exit 1
   fi
 fi
 # The rest of --param (CpuArchitecture is in params already).
