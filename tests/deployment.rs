@@ -410,12 +410,17 @@ fn the_default_stack_runs_without_nat_and_admits_only_the_load_balancer() {
         .expect("task ingress rules");
     assert_eq!(ingress.len(), 1, "task ingress: {ingress:?}");
     let rule = &ingress[0];
-    assert_eq!((number(&rule["FromPort"]), number(&rule["ToPort"])), (8000, 8000));
+    assert_eq!(
+        (number(&rule["FromPort"]), number(&rule["ToPort"])),
+        (8000, 8000)
+    );
     assert!(rule.get("CidrIp").is_none() && rule.get("CidrIpv6").is_none());
     assert!(format!("{:?}", rule["SourceSecurityGroupId"]).contains("LoadBalancerSecurityGroup"));
     // The TLS-only bucket policy applies to an adopted bucket too (no condition).
     assert!(
-        template["Resources"]["DataBucketPolicy"].get("Condition").is_none(),
+        template["Resources"]["DataBucketPolicy"]
+            .get("Condition")
+            .is_none(),
         "DataBucketPolicy only applies to a bucket the stack creates"
     );
 }
