@@ -44,7 +44,9 @@ case "${BENCH_QUOTA:-redis}" in
   cluster)
     nodes=()
     for _ in 1 2 3 4 5 6; do
+      # At most 55535: a node also listens on port + 10000 (the cluster bus).
       port="$(free_port)"
+      while [ "$port" -gt 55535 ]; do port="$(free_port)"; done
       redis_node "$port" --cluster-enabled yes --cluster-config-file "$work/nodes-$port.conf"
       nodes+=("127.0.0.1:$port")
     done

@@ -37,7 +37,7 @@ impl RedisCluster {
         let timeout = NODE_TIMEOUT_MS.to_string();
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
-                let port = free_port();
+                let port = cluster_node_port();
                 let conf = dir.path().join(format!("nodes-{port}.conf"));
                 let (conf, root) = (conf.display().to_string(), dir.path().display().to_string());
                 let mut args = vec![
@@ -204,5 +204,17 @@ fn read_reply(reader: &mut BufReader<TcpStream>) -> String {
                 .join("\n")
         }
         _ => rest.to_owned(),
+    }
+}
+
+/// A free port for a cluster node: at most 55535, because a node also listens on its port
+/// + 10000 (the cluster bus) and redis-server refuses to start above that. Linux hands out
+/// ephemeral ports up to 60999.
+fn cluster_node_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 {
+            return port;
+        }
     }
 }
