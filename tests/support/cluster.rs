@@ -208,8 +208,8 @@ fn read_reply(reader: &mut BufReader<TcpStream>) -> String {
 }
 
 /// A free port for a cluster node: at most 55535, because a node also listens on its port
-/// + 10000 (the cluster bus) and redis-server refuses to start above that. Linux hands out
-/// ephemeral ports up to 60999.
+/// plus 10000 (the cluster bus) and redis-server refuses to start above that. Linux hands
+/// out ephemeral ports up to 60999.
 fn cluster_node_port() -> u16 {
     loop {
         let port = free_port();
