@@ -27,6 +27,8 @@ import time
 
 import pytest
 
+from conftest import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REGION = "us-east-2"
 
@@ -172,12 +174,6 @@ def with_stand_ins(template):
             resource.get("Properties", {}).pop("Groups", None)
     template["Outputs"] = walk(template.get("Outputs", {}))
     return template, replaced
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
