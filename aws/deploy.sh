@@ -515,14 +515,14 @@ run aws ecs wait services-stable --region "$region" --cluster "$cluster" --servi
 check_host="$domain"
 if [ -z "$check_host" ] && ! $creating; then
   check_host="$(capture "" aws cloudformation describe-stacks --region "$region" --stack-name "$app_stack" \
-    --query "Stacks[0].Parameters[?ParameterKey=='DomainName'].ParameterValue" --output text)"
+    --query "Stacks[0].Parameters[?ParameterKey=='DomainName'].ParameterValue" --output text)" || check_host=""
   [ "$check_host" != None ] || check_host=""
 fi
 if [ -z "$check_host" ]; then
   cert_for_name="$cert_arn"
   if [ -z "$cert_for_name" ]; then
     cert_for_name="$(capture CERTIFICATE_ARN aws cloudformation describe-stacks --region "$region" --stack-name "$app_stack" \
-      --query "Stacks[0].Parameters[?ParameterKey=='CertificateArn'].ParameterValue" --output text)"
+      --query "Stacks[0].Parameters[?ParameterKey=='CertificateArn'].ParameterValue" --output text)" || cert_for_name=""
   fi
   check_host="$(capture "*.example.com" aws acm describe-certificate --region "$region" \
     --certificate-arn "$cert_for_name" --query Certificate.DomainName --output text)" || check_host=""
